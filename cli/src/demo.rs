@@ -1,0 +1,155 @@
+//! `tracelake demo`: generate realistic traffic, ingest it into an embedded store and
+//! show what Tracelake answers.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use tracelake::{Engine, EngineOptions};
+
+use crate::generate::{GenOptions, Generator};
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct DemoArgs {
+    /// Store directory for the demo (emptied first) [default: <data dir>/demo]
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Documents to generate
+    #[arg(long, default_value_t = 200_000)]
+    count: usize,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Print JSON instead of tables
+    #[arg(long)]
+    json: bool,
+}
+
+const QUERIES: &[(&str, &str)] = &[
+    (
+        "Segments per service, with errors, faults and throttles",
+        "SELECT name AS service, count(*) AS segments, sum(CAST(error AS INT)) AS errors, \
+         sum(CAST(fault AS INT)) AS faults, sum(CAST(throttle AS INT)) AS throttles \
+         FROM spans WHERE kind = 0 GROUP BY name ORDER BY segments DESC",
+    ),
+    (
+        "Slowest entry requests (response time in ms)",
+        "SELECT name, http_method, http_url, http_status, (end_ns - start_ns) / 1000000.0 AS ms \
+         FROM spans WHERE kind = 0 AND parent_id IS NULL AND end_ns IS NOT NULL ORDER BY ms DESC LIMIT 5",
+    ),
+    (
+        "Downstream calls by subsegment name and namespace",
+        "SELECT name, namespace, count(*) AS calls, avg((end_ns - start_ns) / 1000000.0) AS avg_ms \
+         FROM spans WHERE kind = 1 AND namespace IN ('aws', 'remote') GROUP BY name, namespace ORDER BY calls DESC",
+    ),
+    (
+        "Requests per tenant annotation",
+        "SELECT a.str AS tenant, count(*) AS requests FROM \
+         (SELECT unnest(annotations) AS a FROM spans WHERE annotations IS NOT NULL) \
+         WHERE a.key = 'tenant' GROUP BY a.str ORDER BY requests DESC",
+    ),
+    (
+        "Rows per hour partition",
+        "SELECT to_timestamp_seconds(CAST(start_ns / 3600000000000 * 3600 AS BIGINT)) AS hour, count(*) AS rows \
+         FROM spans GROUP BY 1 ORDER BY 1",
+    ),
+];
+
+pub(crate) fn run(args: DemoArgs) -> Result<()> {
+    let dir = args.dir.clone().unwrap_or_else(|| crate::default_dir().join("demo"));
+    if dir.exists() {
+        let is_store = dir.join("LOCK").exists() || std::fs::read_dir(&dir)?.next().is_none();
+        if !is_store {
+            bail!("{} exists and is not a Tracelake store; pass another --dir", dir.display());
+        }
+        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot empty {}", dir.display()))?;
+    }
+    let mut out = std::io::stdout().lock();
+    let quiet = args.json;
+
+    // 1. Generate.
+    let t = Instant::now();
+    let docs: Vec<String> = Generator::new(GenOptions { seed: args.seed, ..Default::default() }).take(args.count).collect();
+    let bytes: usize = docs.iter().map(|d| d.len() + 1).sum();
+    let gen_secs = t.elapsed().as_secs_f64();
+
+    // 2. Ingest in batches of JSON lines, durably.
+    let engine = Engine::open(&dir, EngineOptions::default()).with_context(|| format!("cannot open {}", dir.display()))?;
+    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(docs.len() as u64) };
+    bar.set_style(
+        ProgressStyle::with_template("ingesting {wide_bar} {pos}/{len} documents ({per_sec})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let t = Instant::now();
+    let mut accepted = 0;
+    let mut rejected = 0;
+    for chunk in docs.chunks(8192) {
+        let mut buf = Vec::with_capacity(chunk.iter().map(|d| d.len() + 1).sum());
+        for d in chunk {
+            buf.extend_from_slice(d.as_bytes());
+            buf.push(b'\n');
+        }
+        let r = engine.ingest(&buf)?;
+        accepted += r.accepted;
+        rejected += r.rejected.len();
+        bar.inc(chunk.len() as u64);
+    }
+    engine.flush()?;
+    bar.finish_and_clear();
+    let ingest_secs = t.elapsed().as_secs_f64();
+    let stats = engine.stats();
+
+    let mut answers = Vec::new();
+    for (title, q) in QUERIES {
+        let t = Instant::now();
+        let r = engine.sql(q).with_context(|| format!("demo query failed: {q}"))?;
+        answers.push((*title, *q, r, t.elapsed().as_secs_f64()));
+    }
+
+    if args.json {
+        let v = serde_json::json!({
+            "dir": dir,
+            "generated": {"documents": docs.len(), "bytes": bytes, "seconds": gen_secs},
+            "ingested": {"accepted": accepted, "rejected": rejected, "seconds": ingest_secs,
+                         "documents_per_second": accepted as f64 / ingest_secs.max(1e-9)},
+            "stored": {"files": stats.files, "partitions": stats.partitions, "rows": stats.file_rows,
+                       "bytes": stats.file_bytes,
+                       "bytes_per_document": stats.file_bytes as f64 / accepted.max(1) as f64},
+            "queries": answers.iter().map(|(title, q, r, secs)| serde_json::json!({
+                "title": title, "sql": q, "seconds": secs, "rows": r.to_json_rows().unwrap_or_default()
+            })).collect::<Vec<_>>(),
+        });
+        writeln!(out, "{v}")?;
+        return Ok(());
+    }
+    writeln!(out, "Tracelake demo: store in {}", dir.display())?;
+    writeln!(
+        out,
+        "generated {} X-Ray segment documents ({}) in {:.2}s",
+        docs.len(),
+        crate::human_bytes(bytes as u64),
+        gen_secs
+    )?;
+    writeln!(
+        out,
+        "ingested {accepted} documents durably (fsync'd WAL, group commit), rejected {rejected}, in {:.2}s: {:.0} documents/s",
+        ingest_secs,
+        accepted as f64 / ingest_secs.max(1e-9)
+    )?;
+    writeln!(
+        out,
+        "stored {} rows in {} Parquet files over {} hour partitions: {} ({:.0} bytes per document)",
+        stats.file_rows,
+        stats.files,
+        stats.partitions,
+        crate::human_bytes(stats.file_bytes),
+        stats.file_bytes as f64 / accepted.max(1) as f64
+    )?;
+    for (title, q, r, secs) in &answers {
+        writeln!(out, "\n== {title} ({:.0} ms)\n   {q}", secs * 1000.0)?;
+        writeln!(out, "{}", r.to_table()?)?;
+    }
+    writeln!(out, "\nTry: tracelake sql --dir {} \"SELECT count(*) FROM spans\"", dir.display())?;
+    Ok(())
+}

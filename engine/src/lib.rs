@@ -1,0 +1,37 @@
+//! Tracelake: an embedded analytics engine and trace store for AWS X-Ray segment
+//! documents.
+//!
+//! ```no_run
+//! use tracelake::{Engine, EngineOptions};
+//!
+//! # fn main() -> Result<(), tracelake::Error> {
+//! let engine = Engine::open("/var/lib/myapp/traces", EngineOptions::default())?;
+//! // Any framing: one document, a JSON array, JSON lines, daemon datagrams or a
+//! // PutTraceSegments body. Bad documents are reported one by one; the rest are stored.
+//! let report = engine.ingest(br#"{"name":"api","id":"70de5b6f19ff9a0a",
+//!     "trace_id":"1-6b0143fc-5a02990aabf3c62c483652dd",
+//!     "start_time":1795245052.254,"end_time":1795245052.31}"#)?;
+//! assert_eq!(report.accepted, 1);
+//! let result = engine.sql("SELECT name, count(*) AS n FROM spans GROUP BY name")?;
+//! println!("{}", result.to_table()?);
+//! engine.close()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! - [`Engine`]: open a store directory, ingest, query with SQL, flush, close.
+//! - [`EngineOptions`]: durability, limits and flush thresholds.
+//! - [`QueryResult`]: Arrow record batches with table and JSON renderings.
+//! - [`Error`] / [`ErrorKind`]: one error type for the facade.
+
+mod engine;
+mod error;
+mod result;
+
+pub use engine::{Engine, EngineOptions, Stats};
+pub use error::{Error, ErrorKind};
+pub use result::QueryResult;
+pub use tracelake_storage::{Durability, IngestReport, Limits, RejectCode, Rejection};
+
+/// The Arrow version results are built with.
+pub use arrow;

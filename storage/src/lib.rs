@@ -1,0 +1,33 @@
+//! Tracelake storage: how X-Ray segment documents become durable, partitioned Parquet.
+//!
+//! A document's path through this crate:
+//! 1. [`segment::framing::split`] cuts an input buffer into documents;
+//! 2. [`segment::parse`] parses one (sonic-rs, typed) and validates it, or rejects it
+//!    with an X-Ray error code;
+//! 3. [`flatten::SpanBuilder`] turns it into rows of the [`schema::spans`] table;
+//! 4. [`store::Store`] logs it in the [`wal`], keeps it in the [`memtable`], and flushes
+//!    partitions ([`partition`]) into Parquet files ([`datafile`]) listed by the
+//!    [`manifest`];
+//! 5. [`rebuild`] turns rows back into documents, value-equal to what was sent.
+//!
+//! This crate never depends on DataFusion; the query crate reads [`store::Snapshot`]s.
+
+pub mod error;
+pub mod flatten;
+pub mod rebuild;
+pub mod schema;
+pub mod segment;
+
+pub use error::{Error, ErrorKind, Result};
+pub mod datafile;
+pub mod manifest;
+pub mod memtable;
+pub mod partition;
+pub mod snapshot;
+pub mod store;
+pub mod wal;
+
+pub use partition::PartitionKey;
+pub use segment::{Limits, RejectCode, SegmentId, TraceId};
+pub use snapshot::Snapshot;
+pub use store::{Durability, IngestReport, Rejection, Store, StoreOptions, StoreStats};

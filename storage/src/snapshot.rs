@@ -1,0 +1,168 @@
+//! Snapshots: a consistent view of the store (live files plus memtable rows) for readers,
+//! and the upsert resolution readers apply where duplicates may exist.
+//!
+//! Duplicates of a `(trace_id, id)` can only exist inside a partition that holds a file
+//! or memtable flagged `shadows` (an id was seen again after older data of the partition
+//! held it). Only those partitions pay for [`Snapshot::resolve`]: it reads the key
+//! columns of the partition's files and keeps, per key, the winning version (SPEC 7.8).
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::UInt64Type;
+
+use crate::datafile;
+use crate::error::{Error, Result};
+use crate::flatten::RowKey;
+use crate::manifest::FileMeta;
+use crate::memtable::{MemRows, RowVersion};
+use crate::partition::PartitionKey;
+use crate::schema::col;
+use crate::segment::TraceId;
+
+/// A consistent view of the store at one moment.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub root: PathBuf,
+    pub files: Arc<Vec<FileMeta>>,
+    pub memory: Vec<MemRows>,
+}
+
+/// Which rows of a partition are live after upsert resolution.
+#[derive(Debug, Default)]
+pub struct Resolution {
+    /// Per file id: a keep-mask over the file's rows, for files that lose rows.
+    pub file_keep: HashMap<u64, Vec<bool>>,
+    /// The partition's memtable rows, losers removed.
+    pub memory: Vec<RecordBatch>,
+}
+
+impl Snapshot {
+    /// Partitions in which rows may be duplicated.
+    pub fn partitions_to_resolve(&self) -> BTreeSet<PartitionKey> {
+        let mut out: BTreeSet<PartitionKey> =
+            self.files.iter().filter(|f| f.shadows).map(|f| f.partition).collect();
+        out.extend(self.memory.iter().filter(|m| m.shadows).map(|m| m.partition));
+        out
+    }
+
+    /// Resolves upserts in one partition.
+    pub fn resolve(&self, partition: PartitionKey) -> Result<Resolution> {
+        let files: Vec<&FileMeta> = self.files.iter().filter(|f| f.partition == partition).collect();
+        let mems: Vec<&RecordBatch> =
+            self.memory.iter().filter(|m| m.partition == partition).flat_map(|m| m.batches.iter()).collect();
+        // sources: files first, then memtable batches
+        let mut keys_per_source: Vec<Vec<RecordBatch>> = Vec::with_capacity(files.len() + mems.len());
+        for f in &files {
+            keys_per_source.push(datafile::read_columns(&self.root, f, Some(datafile::KEY_COLUMNS))?);
+        }
+        for m in &mems {
+            keys_per_source.push(vec![(*m).clone()]);
+        }
+        let mut best: HashMap<RowKey, (usize, usize, RowVersion)> = HashMap::new();
+        let mut sizes = Vec::with_capacity(keys_per_source.len());
+        for (si, batches) in keys_per_source.iter().enumerate() {
+            let mut row_base = 0;
+            for b in batches {
+                let traces = b
+                    .column_by_name(col::TRACE_ID)
+                    .and_then(|c| c.as_fixed_size_binary_opt())
+                    .ok_or_else(|| Error::Corrupt { what: "trace_id column missing".into() })?;
+                let ids = b
+                    .column_by_name(col::ID)
+                    .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+                    .ok_or_else(|| Error::Corrupt { what: "id column missing".into() })?;
+                let ends = b
+                    .column_by_name(col::END_NS)
+                    .ok_or_else(|| Error::Corrupt { what: "end_ns column missing".into() })?;
+                let revs = b
+                    .column_by_name(col::REVISION)
+                    .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+                    .ok_or_else(|| Error::Corrupt { what: "revision column missing".into() })?;
+                for r in 0..b.num_rows() {
+                    let key = RowKey {
+                        trace_id: TraceId::from_slice(traces.value(r)).unwrap_or_default(),
+                        id: ids.value(r),
+                    };
+                    let v = RowVersion { complete: ends.is_valid(r), revision: revs.value(r) };
+                    let row = row_base + r;
+                    match best.get(&key) {
+                        Some(&(_, _, old)) if old >= v => {}
+                        _ => {
+                            best.insert(key, (si, row, v));
+                        }
+                    }
+                }
+                row_base += b.num_rows();
+            }
+            sizes.push(row_base);
+        }
+        let mut keep: Vec<Vec<bool>> = sizes.iter().map(|&n| vec![false; n]).collect();
+        for (si, row, _) in best.into_values() {
+            keep[si][row] = true;
+        }
+        let mut res = Resolution::default();
+        for (i, f) in files.iter().enumerate() {
+            if keep[i].iter().any(|k| !k) {
+                res.file_keep.insert(f.id, std::mem::take(&mut keep[i]));
+            }
+        }
+        for (j, m) in mems.iter().enumerate() {
+            let k = &keep[files.len() + j];
+            if k.iter().all(|x| *x) {
+                res.memory.push((*m).clone());
+            } else {
+                let mask: BooleanArray = k.iter().map(|x| Some(*x)).collect();
+                res.memory.push(filter_record_batch(m, &mask)?);
+            }
+        }
+        Ok(res)
+    }
+
+    /// Every live row, resolved (a simple reader for tests and small tools; queries go
+    /// through the query crate's table provider).
+    pub fn read_all(&self) -> Result<Vec<RecordBatch>> {
+        let resolve = self.partitions_to_resolve();
+        let mut resolutions = HashMap::new();
+        for p in &resolve {
+            resolutions.insert(*p, self.resolve(*p)?);
+        }
+        let mut out = Vec::new();
+        for f in self.files.iter() {
+            let batches = datafile::read_all(&self.root, f)?;
+            match resolutions.get(&f.partition).and_then(|r| r.file_keep.get(&f.id)) {
+                None => out.extend(batches),
+                Some(keep) => {
+                    let mut off = 0;
+                    for b in batches {
+                        let n = b.num_rows();
+                        let mask: BooleanArray = keep[off..off + n].iter().map(|x| Some(*x)).collect();
+                        off += n;
+                        out.push(filter_record_batch(&b, &mask)?);
+                    }
+                }
+            }
+        }
+        for m in &self.memory {
+            if !resolve.contains(&m.partition) {
+                out.extend(m.batches.iter().cloned());
+            }
+        }
+        for p in &resolve {
+            if let Some(r) = resolutions.remove(p) {
+                out.extend(r.memory);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Rows in the snapshot before resolution (files + memory).
+    pub fn raw_rows(&self) -> u64 {
+        let f: u64 = self.files.iter().map(|f| f.rows).sum();
+        let m: usize = self.memory.iter().flat_map(|m| m.batches.iter()).map(|b| b.num_rows()).sum();
+        f + m as u64
+    }
+}

@@ -1,0 +1,597 @@
+//! The store: one directory holding the WAL, the manifest and the partitioned data files.
+//!
+//! Write path of [`Store::ingest`]: split and parse the input (outside any lock); under
+//! the write lock, give each accepted document a sequence number, append it to the WAL
+//! and insert its rows into the memtable; then wait until the WAL is durable (group
+//! commit: one fsync covers every batch waiting for it) and acknowledge. A flush freezes
+//! the memtable, rotates the WAL, writes one Parquet file per partition, commits the
+//! manifest and only then removes the old WAL files.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parquet::bloom_filter::Sbbf;
+
+use crate::datafile;
+use crate::error::{Error, Result};
+use crate::flatten::RowKey;
+use crate::manifest::{self, FileMeta, Manifest};
+use crate::memtable::{Frozen, Memtable};
+use crate::partition::PartitionKey;
+use crate::segment::{self, Limits, RejectCode, framing};
+use crate::snapshot::Snapshot;
+use crate::wal::{self, Wal};
+
+/// When an acknowledged document is on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Every `ingest` returns after an fsync covering its documents (group commit).
+    #[default]
+    Sync,
+    /// The WAL is fsynced every interval; a crash loses at most that much.
+    Interval(Duration),
+    /// The OS decides; a crash of the machine may lose recent documents.
+    None,
+}
+
+/// Options of a store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub durability: Durability,
+    pub limits: Limits,
+    /// Flush when the memtable holds this many rows...
+    pub flush_rows: usize,
+    /// ...or this many bytes of documents...
+    pub flush_bytes: usize,
+    /// ...or its oldest document is this old.
+    pub flush_age: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            durability: Durability::Sync,
+            limits: Limits::default(),
+            flush_rows: 1_000_000,
+            flush_bytes: 256 << 20,
+            flush_age: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One rejected document of an ingest call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    /// Position of the document in the input (0-based, headers not counted).
+    pub index: usize,
+    /// Byte offset of the document (or of the string or body holding it).
+    pub offset: usize,
+    pub id: Option<String>,
+    pub trace_id: Option<String>,
+    pub code: RejectCode,
+    pub message: String,
+}
+
+/// What one ingest call did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IngestReport {
+    pub accepted: usize,
+    /// Rows (segments plus subsegments) the accepted documents hold.
+    pub rows: usize,
+    pub rejected: Vec<Rejection>,
+}
+
+/// Figures about a store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub files: usize,
+    pub file_rows: u64,
+    pub file_bytes: u64,
+    pub partitions: usize,
+    pub memtable_rows: usize,
+    pub memtable_bytes: usize,
+    pub wal_bytes: u64,
+    pub manifest_generation: u64,
+    pub last_seq: u64,
+    pub read_only: bool,
+}
+
+struct WriteState {
+    wal: Wal,
+    memtable: Memtable,
+    next_seq: u64,
+    /// The last sequence number handed to the OS (written, maybe not synced).
+    written_seq: u64,
+    memtable_since: Option<Instant>,
+    /// Bloom filters of `id` per data file, loaded on first need.
+    blooms: HashMap<u64, Vec<Sbbf>>,
+}
+
+/// What readers see: committed files plus frozen memtables.
+struct View {
+    manifest: Manifest,
+    files: Arc<Vec<FileMeta>>,
+    frozen: Vec<Arc<Frozen>>,
+}
+
+struct Shared {
+    root: PathBuf,
+    options: StoreOptions,
+    read_only: bool,
+    write: Option<Mutex<WriteState>>,
+    view: RwLock<View>,
+    synced_seq: Mutex<u64>,
+    flush_lock: Mutex<()>,
+    closed: AtomicBool,
+    wake: (Mutex<bool>, Condvar),
+    _lock: Option<File>,
+}
+
+/// An open store. Cheap to share behind an `Arc`; every method takes `&self`.
+pub struct Store {
+    shared: Arc<Shared>,
+    background: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("root", &self.shared.root).field("read_only", &self.shared.read_only).finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a lock leaves state we can still read; do not cascade.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+const LOCK_FILE: &str = "LOCK";
+
+impl Store {
+    /// Opens (or creates) a store for writing. Replays the WAL. Fails with
+    /// [`Error::Locked`] if another process has it open for writing.
+    pub fn open(root: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
+        let root = root.as_ref().to_path_buf();
+        fs::create_dir_all(&root).map_err(Error::io(&root))?;
+        let lock_path = root.join(LOCK_FILE);
+        let lock_file = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(Error::io(&lock_path))?;
+        match lock_file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: root, lock: lock_path }),
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path)(e)),
+        }
+        let manifest = manifest::load(&root)?;
+        remove_orphans(&root, &manifest)?;
+
+        // Replay what the WAL holds beyond the manifest.
+        let mut memtable = Memtable::default();
+        let flushed = manifest.flushed_seq;
+        let files_by_partition = files_by_partition(&manifest.files);
+        let mut blooms: HashMap<u64, Vec<Sbbf>> = HashMap::new();
+        let mut replay_err: Option<Error> = None;
+        let wal_dir = root.join("wal");
+        let replay_limits = Limits::unlimited();
+        let stats = wal::replay(&wal_dir, true, |seq, doc| {
+            if seq <= flushed || replay_err.is_some() {
+                return;
+            }
+            match segment::parse(doc, &replay_limits) {
+                Ok(d) => {
+                    let p = PartitionKey::for_document(&d.trace_id, d.start_ns);
+                    let mut older = |p: PartitionKey, k: &RowKey| {
+                        may_exist_in_files(&root, &files_by_partition, &mut blooms, p, k)
+                    };
+                    if let Err(e) = memtable.insert(p, &d, doc.len(), seq, &mut older) {
+                        replay_err = Some(e);
+                    }
+                }
+                // Only accepted documents are logged; a record that no longer parses is
+                // damage the CRC did not catch.
+                Err(p) => tracing::error!(seq, problem = %p, "WAL record does not parse; skipped"),
+            }
+        })?;
+        if let Some(e) = replay_err {
+            return Err(e);
+        }
+        let next_seq = flushed.max(stats.last_seq) + 1;
+        if stats.records > 0 || stats.truncated_bytes > 0 {
+            tracing::info!(records = stats.records, truncated = stats.truncated_bytes, "replayed WAL");
+        }
+        let wal = Wal::create(&wal_dir, next_seq)?;
+        let since = (!memtable.is_empty()).then(Instant::now);
+        let files = Arc::new(manifest.files.clone());
+        let shared = Arc::new(Shared {
+            root,
+            options,
+            read_only: false,
+            write: Some(Mutex::new(WriteState {
+                wal,
+                memtable,
+                next_seq,
+                written_seq: next_seq - 1,
+                memtable_since: since,
+                blooms,
+            })),
+            view: RwLock::new(View { manifest, files, frozen: Vec::new() }),
+            synced_seq: Mutex::new(next_seq - 1),
+            flush_lock: Mutex::new(()),
+            closed: AtomicBool::new(false),
+            wake: (Mutex::new(false), Condvar::new()),
+            _lock: Some(lock_file),
+        });
+        let bg = Arc::clone(&shared);
+        let handle = std::thread::Builder::new()
+            .name("tracelake-flush".into())
+            .spawn(move || background(&bg))
+            .map_err(Error::io("<flush thread>"))?;
+        Ok(Store { shared, background: Mutex::new(Some(handle)) })
+    }
+
+    /// Opens a store read-only: the last committed manifest, no WAL replay, no lock. Works
+    /// on a store another process is writing, a copied archive or a read-only mount.
+    pub fn open_read_only(root: impl AsRef<Path>) -> Result<Store> {
+        let root = root.as_ref().to_path_buf();
+        if !root.is_dir() {
+            return Err(Error::io(&root)(std::io::Error::new(std::io::ErrorKind::NotFound, "no store directory")));
+        }
+        let manifest = manifest::load(&root)?;
+        let files = Arc::new(manifest.files.clone());
+        let shared = Arc::new(Shared {
+            root,
+            options: StoreOptions::default(),
+            read_only: true,
+            write: None,
+            view: RwLock::new(View { manifest, files, frozen: Vec::new() }),
+            synced_seq: Mutex::new(0),
+            flush_lock: Mutex::new(()),
+            closed: AtomicBool::new(false),
+            wake: (Mutex::new(false), Condvar::new()),
+            _lock: None,
+        });
+        Ok(Store { shared, background: Mutex::new(None) })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.shared.root
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.shared.read_only
+    }
+
+    pub fn options(&self) -> &StoreOptions {
+        &self.shared.options
+    }
+
+    /// Ingests every document in `input` (any framing). One bad document never costs the
+    /// others; with [`Durability::Sync`] the accepted ones are durable on return.
+    pub fn ingest(&self, input: &[u8]) -> Result<IngestReport> {
+        let s = &self.shared;
+        if s.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let write = s.write.as_ref().ok_or(Error::ReadOnly { operation: "ingest" })?;
+        let pieces = framing::split(input);
+        let mut report = IngestReport::default();
+        let mut accepted = Vec::with_capacity(pieces.len());
+        for (index, piece) in pieces.iter().enumerate() {
+            let problem = match &piece.doc {
+                Ok(bytes) => match segment::parse(bytes, &s.options.limits) {
+                    Ok(doc) => {
+                        accepted.push((doc, &bytes[..]));
+                        continue;
+                    }
+                    Err(p) => p,
+                },
+                Err(p) => p.clone(),
+            };
+            report.rejected.push(Rejection {
+                index,
+                offset: piece.offset,
+                id: problem.id,
+                trace_id: problem.trace_id,
+                code: problem.code,
+                message: problem.message,
+            });
+        }
+        if accepted.is_empty() {
+            return Ok(report);
+        }
+        let last_seq;
+        let flush_needed;
+        {
+            let mut w = lock(write);
+            let WriteState { wal, memtable, next_seq, written_seq, memtable_since, blooms } = &mut *w;
+            let first = *next_seq;
+            for (i, (_, bytes)) in accepted.iter().enumerate() {
+                wal.append(first + i as u64, bytes);
+            }
+            wal.write()?;
+            *next_seq += accepted.len() as u64;
+            *written_seq = *next_seq - 1;
+            last_seq = *written_seq;
+            let view = s.view.read().unwrap_or_else(|e| e.into_inner());
+            let by_part = files_by_partition(&view.files);
+            for (i, (doc, bytes)) in accepted.iter().enumerate() {
+                let p = PartitionKey::for_document(&doc.trace_id, doc.start_ns);
+                let mut older = |p: PartitionKey, k: &RowKey| {
+                    view.frozen.iter().any(|f| f.contains(p, k))
+                        || may_exist_in_files(&s.root, &by_part, blooms, p, k)
+                };
+                report.rows += memtable.insert(p, doc, bytes.len(), first + i as u64, &mut older)?;
+            }
+            drop(view);
+            report.accepted = accepted.len();
+            if memtable_since.is_none() {
+                *memtable_since = Some(Instant::now());
+            }
+            flush_needed = memtable.rows() >= s.options.flush_rows || memtable.bytes() >= s.options.flush_bytes;
+        }
+        if s.options.durability == Durability::Sync {
+            self.sync_up_to(last_seq)?;
+        }
+        if flush_needed {
+            self.wake_background();
+        }
+        Ok(report)
+    }
+
+    /// Group commit: returns once every record up to `seq` is fsynced.
+    fn sync_up_to(&self, seq: u64) -> Result<()> {
+        let s = &self.shared;
+        let mut synced = lock(&s.synced_seq);
+        if *synced >= seq {
+            return Ok(());
+        }
+        let Some(write) = s.write.as_ref() else { return Ok(()) };
+        let ((file, path), target) = {
+            let w = lock(write);
+            (w.wal.sync_handle(), w.written_seq)
+        };
+        file.sync_data().map_err(Error::io(path))?;
+        *synced = target.max(*synced);
+        Ok(())
+    }
+
+    fn wake_background(&self) {
+        let (m, cv) = &self.shared.wake;
+        *lock(m) = true;
+        cv.notify_one();
+    }
+
+    /// Writes the memtable into Parquet files and commits them. No-op when empty.
+    pub fn flush(&self) -> Result<()> {
+        flush(&self.shared)
+    }
+
+    /// A consistent view for readers: committed files plus memtable rows.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        let s = &self.shared;
+        match &s.write {
+            None => {
+                let v = s.view.read().unwrap_or_else(|e| e.into_inner());
+                Ok(Snapshot { root: s.root.clone(), files: Arc::clone(&v.files), memory: Vec::new() })
+            }
+            Some(write) => {
+                let mut w = lock(write);
+                let v = s.view.read().unwrap_or_else(|e| e.into_inner());
+                let mut memory = Vec::new();
+                for f in &v.frozen {
+                    memory.extend(f.rows());
+                }
+                memory.extend(w.memtable.snapshot()?);
+                Ok(Snapshot { root: s.root.clone(), files: Arc::clone(&v.files), memory })
+            }
+        }
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let s = &self.shared;
+        let v = s.view.read().unwrap_or_else(|e| e.into_inner());
+        let mut st = StoreStats {
+            files: v.files.len(),
+            file_rows: v.files.iter().map(|f| f.rows).sum(),
+            file_bytes: v.files.iter().map(|f| f.bytes).sum(),
+            manifest_generation: v.manifest.generation,
+            read_only: s.read_only,
+            last_seq: v.manifest.flushed_seq,
+            ..Default::default()
+        };
+        let mut parts: Vec<PartitionKey> = v.files.iter().map(|f| f.partition).collect();
+        drop(v);
+        if let Some(write) = &s.write {
+            let w = lock(write);
+            st.memtable_rows = w.memtable.rows();
+            st.memtable_bytes = w.memtable.bytes();
+            st.wal_bytes = w.wal.bytes();
+            st.last_seq = w.next_seq - 1;
+        }
+        parts.sort();
+        parts.dedup();
+        st.partitions = parts.len();
+        st
+    }
+
+    /// Flushes, syncs and stops the background thread. Further ingests fail.
+    pub fn close(&self) -> Result<()> {
+        let s = &self.shared;
+        if s.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.wake_background();
+        if let Some(h) = lock(&self.background).take() {
+            let _ = h.join();
+        }
+        if s.write.is_some() {
+            flush(s)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::error!(error = %e, "closing the store failed; the WAL keeps the documents");
+        }
+    }
+}
+
+fn files_by_partition(files: &[FileMeta]) -> HashMap<PartitionKey, Vec<&FileMeta>> {
+    let mut m: HashMap<PartitionKey, Vec<&FileMeta>> = HashMap::new();
+    for f in files {
+        m.entry(f.partition).or_default().push(f);
+    }
+    m
+}
+
+/// Whether a data file of partition `p` may hold `key` (bloom filter on `id`).
+fn may_exist_in_files(
+    root: &Path,
+    by_part: &HashMap<PartitionKey, Vec<&FileMeta>>,
+    blooms: &mut HashMap<u64, Vec<Sbbf>>,
+    p: PartitionKey,
+    key: &RowKey,
+) -> bool {
+    let Some(files) = by_part.get(&p) else { return false };
+    for f in files {
+        if !blooms.contains_key(&f.id) {
+            match datafile::id_bloom_filters(root, f) {
+                Ok(b) => {
+                    blooms.insert(f.id, b);
+                }
+                Err(e) => {
+                    // Without the filter we must assume a duplicate: readers resolve.
+                    tracing::warn!(file = %f.path, error = %e, "cannot read id bloom filter");
+                    return true;
+                }
+            }
+        }
+        if blooms.get(&f.id).is_some_and(|b| datafile::blooms_may_contain(b, key.id)) {
+            return true;
+        }
+    }
+    false
+}
+
+fn flush(s: &Shared) -> Result<()> {
+    let Some(write) = s.write.as_ref() else { return Err(Error::ReadOnly { operation: "flush" }) };
+    let _one = lock(&s.flush_lock);
+    {
+        let mut w = lock(write);
+        if !w.memtable.is_empty() {
+            let mem = std::mem::take(&mut w.memtable);
+            let frozen = Arc::new(mem.freeze()?);
+            let next = w.next_seq;
+            w.wal.rotate(next)?;
+            w.memtable_since = None;
+            s.view.write().unwrap_or_else(|e| e.into_inner()).frozen.push(frozen);
+        }
+    }
+    // Oldest first; a failure leaves the rest frozen (still visible, still in the WAL)
+    // for the next flush to retry.
+    loop {
+        let next = s.view.read().unwrap_or_else(|e| e.into_inner()).frozen.first().cloned();
+        let Some(frozen) = next else { break };
+        write_frozen(s, &frozen)?;
+    }
+    let w = lock(write);
+    w.wal.remove_older_files()?;
+    Ok(())
+}
+
+fn write_frozen(s: &Shared, frozen: &Arc<Frozen>) -> Result<()> {
+    // Write the files outside every lock.
+    let mut next_id = s.view.read().unwrap_or_else(|e| e.into_inner()).manifest.next_file_id;
+    let mut new_files = Vec::new();
+    for (p, part) in &frozen.partitions {
+        if part.batches.iter().all(|b| b.num_rows() == 0) {
+            continue;
+        }
+        let batch = arrow::compute::concat_batches(&crate::schema::spans(), &part.batches)?;
+        new_files.push(datafile::write(&s.root, *p, next_id, &batch, part.shadows)?);
+        next_id += 1;
+    }
+    // Commit, then show the files instead of the frozen memtable in one step.
+    let mut v = s.view.write().unwrap_or_else(|e| e.into_inner());
+    let mut m = v.manifest.clone();
+    m.files.extend(new_files);
+    m.next_file_id = next_id;
+    m.flushed_seq = m.flushed_seq.max(frozen.max_seq);
+    manifest::commit(&s.root, &mut m)?;
+    v.files = Arc::new(m.files.clone());
+    v.manifest = m;
+    v.frozen.retain(|f| !Arc::ptr_eq(f, frozen));
+    Ok(())
+}
+
+/// Removes data files that no manifest names (left by a crash mid-flush).
+fn remove_orphans(root: &Path, m: &Manifest) -> Result<()> {
+    let live: std::collections::HashSet<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
+    let spans = root.join("spans");
+    let mut stack = vec![spans];
+    while let Some(dir) = stack.pop() {
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(&dir)(e)),
+        };
+        for entry in rd {
+            let entry = entry.map_err(Error::io(&dir))?;
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(rel) = path.strip_prefix(root) {
+                let rel = rel.to_string_lossy().replace('\\', "/");
+                if !live.contains(rel.as_str()) {
+                    tracing::info!(file = %rel, "removing orphan data file");
+                    fs::remove_file(&path).map_err(Error::io(&path))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The background thread: flushes by size or age, fsyncs in `Interval` mode.
+fn background(s: &Shared) {
+    let tick = match s.options.durability {
+        Durability::Interval(d) => d.min(Duration::from_millis(500)),
+        _ => Duration::from_millis(500),
+    };
+    loop {
+        {
+            let (m, cv) = &s.wake;
+            let mut woken = lock(m);
+            if !*woken {
+                woken = cv.wait_timeout(woken, tick).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
+            }
+            *woken = false;
+        }
+        if s.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let Some(write) = s.write.as_ref() else { return };
+        let (due, sync) = {
+            let w = lock(write);
+            let by_size = w.memtable.rows() >= s.options.flush_rows || w.memtable.bytes() >= s.options.flush_bytes;
+            let by_age = w.memtable_since.is_some_and(|t| t.elapsed() >= s.options.flush_age);
+            (by_size || by_age, w.wal.sync_handle())
+        };
+        if matches!(s.options.durability, Durability::Interval(_)) {
+            let (file, path) = sync;
+            if let Err(e) = file.sync_data() {
+                tracing::error!(file = %path.display(), error = %e, "WAL fsync failed");
+            }
+        }
+        if due {
+            if let Err(e) = flush(s) {
+                tracing::error!(error = %e, "flush failed; documents stay in the WAL and memtable");
+            }
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Store behaviour: reopening, upserts across flushes, the single-writer lock and WAL
+//! damage.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::UInt64Type;
+use tracelake_storage::{ErrorKind, Store, StoreOptions};
+
+fn keys(rows: &[RecordBatch]) -> Vec<(Vec<u8>, u64)> {
+    let mut out = Vec::new();
+    for b in rows {
+        let t = b.column_by_name("trace_id").unwrap().as_fixed_size_binary();
+        let id = b.column_by_name("id").unwrap().as_primitive::<UInt64Type>();
+        for i in 0..b.num_rows() {
+            out.push((t.value(i).to_vec(), id.value(i)));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn sorted_rows(store: &Store) -> Vec<String> {
+    let rows = store.snapshot().unwrap().read_all().unwrap();
+    let mut docs: Vec<String> = tracelake_storage::rebuild::rebuild(&rows)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.json.to_string())
+        .collect();
+    docs.sort();
+    docs
+}
+
+fn corpus_bytes(n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for d in common::sdk_documents().into_iter().take(n) {
+        out.extend_from_slice(d.as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+#[test]
+fn reopen_gives_the_same_rows_after_close_flush_and_with_a_wal() {
+    let input = corpus_bytes(2000);
+    let tmp = tempfile::tempdir().unwrap();
+    let expected = {
+        let store = Store::open(tmp.path(), StoreOptions::default()).unwrap();
+        store.ingest(&input).unwrap();
+        sorted_rows(&store)
+    };
+    // dropped without close: Drop closes (flushes)
+    let store = Store::open(tmp.path(), StoreOptions::default()).unwrap();
+    assert_eq!(sorted_rows(&store), expected);
+    store.close().unwrap();
+    drop(store);
+
+    // with a non-empty WAL: a second store directory, no flush, process "dies" by leaking
+    let tmp2 = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp2.path(), StoreOptions::default()).unwrap();
+    store.ingest(&input[..input.len() / 2]).unwrap();
+    store.flush().unwrap();
+    let half = input[..input.len() / 2].iter().rposition(|&b| b == b'\n').unwrap() + 1;
+    store.ingest(&input[half..]).unwrap();
+    assert!(store.stats().memtable_rows > 0);
+    // A crash: the directory as it is now (WAL fsynced, memtable not flushed), lock
+    // released, reopened elsewhere.
+    let ro = Store::open_read_only(tmp2.path()).unwrap();
+    assert!(ro.snapshot().unwrap().raw_rows() > 0);
+    finish_without_lock(tmp2.path(), &expected);
+}
+
+/// Copies the store aside (as a crash would leave it, lock released) and reopens it.
+fn finish_without_lock(dir: &std::path::Path, expected: &[String]) {
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir, copy.path());
+    std::fs::remove_file(copy.path().join("LOCK")).unwrap();
+    let store = Store::open(copy.path(), StoreOptions::default()).unwrap();
+    assert!(store.stats().memtable_rows > 0, "the WAL was replayed");
+    assert_eq!(sorted_rows(&store), expected);
+    store.flush().unwrap();
+    assert_eq!(sorted_rows(&store), expected);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&dst).unwrap();
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
+
+#[test]
+fn ingesting_twice_and_completing_fragments_leave_one_row_per_key() {
+    let input = corpus_bytes(1500);
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path(), StoreOptions::default()).unwrap();
+    store.ingest(&input).unwrap();
+    let once = keys(&store.snapshot().unwrap().read_all().unwrap());
+    // same input again, in the memtable
+    store.ingest(&input).unwrap();
+    assert_eq!(keys(&store.snapshot().unwrap().read_all().unwrap()), once);
+    // after a flush, and again across files
+    store.flush().unwrap();
+    assert_eq!(keys(&store.snapshot().unwrap().read_all().unwrap()), once);
+    store.ingest(&input).unwrap();
+    assert_eq!(keys(&store.snapshot().unwrap().read_all().unwrap()), once);
+    store.flush().unwrap();
+    let snap = store.snapshot().unwrap();
+    assert!(!snap.partitions_to_resolve().is_empty(), "re-sent rows are flagged");
+    assert_eq!(keys(&snap.read_all().unwrap()), once);
+    let unique: BTreeSet<_> = once.iter().collect();
+    assert_eq!(unique.len(), once.len());
+
+    // in-progress, flushed, then completed: the complete version wins; a late
+    // in-progress resend never replaces it
+    let edge = common::shared().join("fixtures/edge");
+    let ip = std::fs::read(edge.join("in-progress.json")).unwrap();
+    let done = std::fs::read(edge.join("in-progress-completed.json")).unwrap();
+    store.ingest(&ip).unwrap();
+    store.flush().unwrap();
+    store.ingest(&done).unwrap();
+    store.ingest(&ip).unwrap();
+    for _ in 0..2 {
+        let rows = store.snapshot().unwrap().read_all().unwrap();
+        let docs = tracelake_storage::rebuild::rebuild(&rows).unwrap();
+        let frag: Vec<_> = docs.iter().filter(|d| d.id.to_string() == "70de5b6f19ff9a0b").collect();
+        assert_eq!(frag.len(), 1);
+        assert!(frag[0].json.get("end_time").is_some());
+        store.flush().unwrap();
+    }
+}
+
+#[test]
+fn a_second_writer_is_refused_and_a_reader_is_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path(), StoreOptions::default()).unwrap();
+    store.ingest(&corpus_bytes(100)).unwrap();
+    store.flush().unwrap();
+    let err = Store::open(tmp.path(), StoreOptions::default()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Locked);
+    assert!(err.to_string().contains("read-only"), "{err}");
+    let ro = Store::open_read_only(tmp.path()).unwrap();
+    assert_eq!(ro.snapshot().unwrap().raw_rows(), store.snapshot().unwrap().raw_rows());
+    assert_eq!(ro.ingest(b"{}").unwrap_err().kind(), ErrorKind::ReadOnly);
+}
+
+#[test]
+fn a_torn_wal_tail_is_truncated_on_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(tmp.path(), StoreOptions::default()).unwrap();
+        store.ingest(&corpus_bytes(300)).unwrap();
+        copy_dir(tmp.path(), copy.path());
+    }
+    std::fs::remove_file(copy.path().join("LOCK")).unwrap();
+    // tear the newest WAL file mid-record
+    let mut wals: Vec<_> = std::fs::read_dir(copy.path().join("wal")).unwrap().map(|e| e.unwrap().path()).collect();
+    wals.sort();
+    let last = wals.iter().rev().find(|p| std::fs::metadata(p).unwrap().len() > 100).unwrap();
+    let len = std::fs::metadata(last).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(last).unwrap();
+    f.set_len(len - 37).unwrap();
+    let store = Store::open(copy.path(), StoreOptions::default()).unwrap();
+    let n = store.stats().memtable_rows;
+    assert!(n > 0);
+    // the torn document is lost (it was never acknowledged after the tear), the rest is there
+    let rows = store.snapshot().unwrap().read_all().unwrap();
+    let docs = tracelake_storage::rebuild::rebuild(&rows).unwrap();
+    assert_eq!(docs.len(), 299);
+}
