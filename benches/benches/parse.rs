@@ -11,7 +11,10 @@ use tracelake_storage::flatten::SpanBuilder;
 use tracelake_storage::segment::{self, Limits};
 
 fn corpus() -> Vec<Vec<u8>> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/sdk-python/datagrams.jsonl");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/fixtures/sdk-python/datagrams.jsonl"
+    );
     let data = std::fs::read(path).expect("the SDK corpus in ../shared/fixtures");
     segment::framing::split(&data)
         .into_iter()
@@ -57,7 +60,12 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
-    eprintln!("corpus: {} documents, {} bytes, mean {} bytes", docs.len(), bytes, bytes / docs.len());
+    eprintln!(
+        "corpus: {} documents, {} bytes, mean {} bytes",
+        docs.len(),
+        bytes,
+        bytes / docs.len()
+    );
 }
 
 criterion_group!(benches, bench);

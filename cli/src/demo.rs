@@ -57,11 +57,17 @@ const QUERIES: &[(&str, &str)] = &[
 ];
 
 pub(crate) fn run(args: DemoArgs) -> Result<()> {
-    let dir = args.dir.clone().unwrap_or_else(|| crate::default_dir().join("demo"));
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| crate::default_dir().join("demo"));
     if dir.exists() {
         let is_store = dir.join("LOCK").exists() || std::fs::read_dir(&dir)?.next().is_none();
         if !is_store {
-            bail!("{} exists and is not a Tracelake store; pass another --dir", dir.display());
+            bail!(
+                "{} exists and is not a Tracelake store; pass another --dir",
+                dir.display()
+            );
         }
         std::fs::remove_dir_all(&dir).with_context(|| format!("cannot empty {}", dir.display()))?;
     }
@@ -70,13 +76,23 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
 
     // 1. Generate.
     let t = Instant::now();
-    let docs: Vec<String> = Generator::new(GenOptions { seed: args.seed, ..Default::default() }).take(args.count).collect();
+    let docs: Vec<String> = Generator::new(GenOptions {
+        seed: args.seed,
+        ..Default::default()
+    })
+    .take(args.count)
+    .collect();
     let bytes: usize = docs.iter().map(|d| d.len() + 1).sum();
     let gen_secs = t.elapsed().as_secs_f64();
 
     // 2. Ingest in batches of JSON lines, durably.
-    let engine = Engine::open(&dir, EngineOptions::default()).with_context(|| format!("cannot open {}", dir.display()))?;
-    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(docs.len() as u64) };
+    let engine = Engine::open(&dir, EngineOptions::default())
+        .with_context(|| format!("cannot open {}", dir.display()))?;
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(docs.len() as u64)
+    };
     bar.set_style(
         ProgressStyle::with_template("ingesting {wide_bar} {pos}/{len} documents ({per_sec})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -103,7 +119,9 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
     let mut answers = Vec::new();
     for (title, q) in QUERIES {
         let t = Instant::now();
-        let r = engine.sql(q).with_context(|| format!("demo query failed: {q}"))?;
+        let r = engine
+            .sql(q)
+            .with_context(|| format!("demo query failed: {q}"))?;
         answers.push((*title, *q, r, t.elapsed().as_secs_f64()));
     }
 
@@ -150,6 +168,10 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
         writeln!(out, "\n== {title} ({:.0} ms)\n   {q}", secs * 1000.0)?;
         writeln!(out, "{}", r.to_table()?)?;
     }
-    writeln!(out, "\nTry: tracelake sql --dir {} \"SELECT count(*) FROM spans\"", dir.display())?;
+    writeln!(
+        out,
+        "\nTry: tracelake sql --dir {} \"SELECT count(*) FROM spans\"",
+        dir.display()
+    )?;
     Ok(())
 }

@@ -11,14 +11,14 @@ use std::fmt::Write as _;
 
 /// splitmix64: small, fast, and stable forever.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
         Rng(seed ^ 0x9e37_79b9_7f4a_7c15)
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -27,24 +27,24 @@ impl Rng {
     }
 
     /// Uniform in [0, 1).
-    pub fn f64(&mut self) -> f64 {
+    pub(crate) fn f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n.max(1)
     }
 
-    pub fn chance(&mut self, p: f64) -> bool {
+    pub(crate) fn chance(&mut self, p: f64) -> bool {
         self.f64() < p
     }
 
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+    pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len() as u64) as usize]
     }
 
     /// Log-normal-ish latency in seconds with the given median.
-    pub fn latency(&mut self, median: f64) -> f64 {
+    pub(crate) fn latency(&mut self, median: f64) -> f64 {
         // sum of uniforms approximates a normal; exp gives a long right tail
         let n: f64 = (0..4).map(|_| self.f64()).sum::<f64>() - 2.0;
         median * (n * 0.9).exp()
@@ -53,18 +53,22 @@ impl Rng {
 
 /// Settings of a generated stream.
 #[derive(Debug, Clone)]
-pub struct GenOptions {
-    pub seed: u64,
+pub(crate) struct GenOptions {
+    pub(crate) seed: u64,
     /// Epoch seconds of the first trace.
-    pub start: f64,
+    pub(crate) start: f64,
     /// Traces per second of simulated time.
-    pub rate: f64,
+    pub(crate) rate: f64,
 }
 
 impl Default for GenOptions {
     fn default() -> Self {
         // 2026-11-01T00:00:00Z
-        GenOptions { seed: 1, start: 1_793_491_200.0, rate: 200.0 }
+        GenOptions {
+            seed: 1,
+            start: 1_793_491_200.0,
+            rate: 200.0,
+        }
     }
 }
 
@@ -74,7 +78,9 @@ const ENTRY: &[(&str, &str, &str)] = &[
     ("search-api", "GET", "https://shop.example.com/search"),
     ("orders-api", "GET", "https://shop.example.com/orders"),
 ];
-const TENANTS: &[&str] = &["acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "wonka"];
+const TENANTS: &[&str] = &[
+    "acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "wonka",
+];
 const AGENTS: &[&str] = &[
     "Mozilla/5.0 (X11; Linux x86_64)",
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5)",
@@ -82,11 +88,15 @@ const AGENTS: &[&str] = &[
     "okhttp/4.12.0",
 ];
 const WAREHOUSES: &[&str] = &["us-1", "us-2", "eu-1", "ap-1"];
-const ORIGINS: &[&str] = &["AWS::EC2::Instance", "AWS::ECS::Container", "AWS::EKS::Container"];
+const ORIGINS: &[&str] = &[
+    "AWS::EC2::Instance",
+    "AWS::ECS::Container",
+    "AWS::EKS::Container",
+];
 
 /// Produces documents, one JSON text per document, in sending order.
 #[derive(Debug)]
-pub struct Generator {
+pub(crate) struct Generator {
     rng: Rng,
     opts: GenOptions,
     trace_no: u64,
@@ -96,8 +106,14 @@ pub struct Generator {
 }
 
 impl Generator {
-    pub fn new(opts: GenOptions) -> Generator {
-        Generator { rng: Rng::new(opts.seed), opts, trace_no: 0, pending: Vec::new(), queue: Default::default() }
+    pub(crate) fn new(opts: GenOptions) -> Generator {
+        Generator {
+            rng: Rng::new(opts.seed),
+            opts,
+            trace_no: 0,
+            pending: Vec::new(),
+            queue: Default::default(),
+        }
     }
 
     fn id(&mut self) -> String {
@@ -107,7 +123,11 @@ impl Generator {
     fn trace(&mut self) {
         let r = &mut self.rng;
         let t0 = self.opts.start + self.trace_no as f64 / self.opts.rate + r.f64() / self.opts.rate;
-        let trace_id = format!("1-{:08x}-{:024x}", t0 as u64, r.next_u64() as u128 | ((r.next_u64() as u128 & 0xffff_ffff) << 64));
+        let trace_id = format!(
+            "1-{:08x}-{:024x}",
+            t0 as u64,
+            r.next_u64() as u128 | ((r.next_u64() as u128 & 0xffff_ffff) << 64)
+        );
         let &(service, method, url) = self.rng.pick(ENTRY);
         let seg_id = self.id();
         let r = &mut self.rng;
@@ -181,7 +201,11 @@ impl Generator {
             r#"{{"id":"{call_id}","name":"inventory.internal","start_time":{cs},"end_time":{ce},"namespace":"remote","http":{{"request":{{"method":"GET","url":"http://inventory.internal/stock","traced":true}},"response":{{"status":{down_status}}}}}{call_flag}}}"#
         ));
         // a burst of small local subsegments, for some traces (streamed by the SDK)
-        let burst = if self.rng.chance(0.15) { 4 + self.rng.below(6) as usize } else { 0 };
+        let burst = if self.rng.chance(0.15) {
+            4 + self.rng.below(6) as usize
+        } else {
+            0
+        };
         let mut streamed = Vec::new();
         for i in 0..burst {
             let bid = self.id();
@@ -199,9 +223,18 @@ impl Generator {
         let total_price = (self.rng.f64() * 50000.0).round() / 100.0;
         let order_id = format!("ord-{:010}", self.rng.below(10_000_000_000));
         let agent = self.rng.pick(AGENTS).to_string();
-        let ip = format!("10.{}.{}.{}", self.rng.below(256), self.rng.below(256), self.rng.below(256));
+        let ip = format!(
+            "10.{}.{}.{}",
+            self.rng.below(256),
+            self.rng.below(256),
+            self.rng.below(256)
+        );
         let origin = self.rng.pick(ORIGINS).to_string();
-        let user = if self.rng.chance(0.6) { format!(r#","user":"user-{}""#, self.rng.below(5000)) } else { String::new() };
+        let user = if self.rng.chance(0.6) {
+            format!(r#","user":"user-{}""#, self.rng.below(5000))
+        } else {
+            String::new()
+        };
         let mut flags = String::new();
         if error {
             flags.push_str(r#","error":true"#);
@@ -219,7 +252,10 @@ impl Generator {
             );
         }
         let instance = format!("i-{:017x}", self.rng.below(40));
-        let az = self.rng.pick(&["us-east-1a", "us-east-1b", "us-east-1c"]).to_string();
+        let az = self
+            .rng
+            .pick(&["us-east-1a", "us-east-1b", "us-east-1c"])
+            .to_string();
         let segment_body = |end_part: &str, subs: &str| {
             format!(
                 r#"{{"id":"{seg_id}","name":"{service}","trace_id":"{trace_id}","start_time":{t0},{end_part},"origin":"{origin}","http":{{"request":{{"method":"{method}","url":"{url}","user_agent":"{agent}","client_ip":"{ip}"}},"response":{{"status":{status},"content_length":{cl}}}}},"annotations":{{"tenant":"{tenant}","premium":{premium},"cart_items":{items},"order_total":{total_price},"order_id":"{order_id}"}},"metadata":{{"debug":{{"attempt":1,"headers":{{"accept":"application/json"}}}}}},"aws":{{"account_id":"123456789012","ec2":{{"instance_id":"{instance}","availability_zone":"{az}"}},"xray":{{"sdk":"X-Ray for Python","sdk_version":"2.15.0"}}}},"service":{{"runtime":"CPython","runtime_version":"3.11.7"}}{user}{flags}{subs}}}"#,
@@ -230,14 +266,16 @@ impl Generator {
 
         // In-progress fragment first for some traces; its completion comes later.
         if self.rng.chance(0.03) {
-            self.queue.push_back(segment_body(r#""in_progress":true"#, ""));
+            self.queue
+                .push_back(segment_body(r#""in_progress":true"#, ""));
             let done = segment_body(&format!(r#""end_time":{end}"#), &subs_json);
             self.pending.push((self.trace_no + 3, done));
         } else {
             for s in streamed.drain(..) {
                 self.queue.push_back(s);
             }
-            self.queue.push_back(segment_body(&format!(r#""end_time":{end}"#), &subs_json));
+            self.queue
+                .push_back(segment_body(&format!(r#""end_time":{end}"#), &subs_json));
         }
         for s in streamed {
             self.queue.push_back(s);
@@ -259,7 +297,9 @@ impl Generator {
 
         self.trace_no += 1;
         let now = self.trace_no;
-        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending).into_iter().partition(|(at, _)| *at <= now);
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
         self.pending = later;
         for (_, d) in due {
             self.queue.push_back(d);
@@ -286,10 +326,16 @@ mod tests {
         let a: Vec<String> = Generator::new(GenOptions::default()).take(500).collect();
         let b: Vec<String> = Generator::new(GenOptions::default()).take(500).collect();
         assert_eq!(a, b);
-        let c: Vec<String> = Generator::new(GenOptions { seed: 2, ..Default::default() }).take(500).collect();
+        let c: Vec<String> = Generator::new(GenOptions {
+            seed: 2,
+            ..Default::default()
+        })
+        .take(500)
+        .collect();
         assert_ne!(a, c);
         for d in &a {
-            let v: serde_json::Value = serde_json::from_str(d).unwrap_or_else(|e| panic!("{e}: {d}"));
+            let v: serde_json::Value =
+                serde_json::from_str(d).unwrap_or_else(|e| panic!("{e}: {d}"));
             assert!(v.get("trace_id").is_some());
         }
         assert!(a.iter().any(|d| d.contains(r#""in_progress":true"#)));

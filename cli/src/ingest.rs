@@ -51,7 +51,10 @@ fn parse_durability(s: &str) -> Result<Durability, String> {
     match s {
         "sync" => Ok(Durability::Sync),
         "none" => Ok(Durability::None),
-        _ => match s.strip_prefix("interval:").and_then(|ms| ms.parse::<u64>().ok()) {
+        _ => match s
+            .strip_prefix("interval:")
+            .and_then(|ms| ms.parse::<u64>().ok())
+        {
             Some(ms) => Ok(Durability::Interval(Duration::from_millis(ms))),
             None => Err(format!("`{s}` is not sync, none or interval:MS")),
         },
@@ -82,7 +85,9 @@ fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
             let mut entries: Vec<PathBuf> = Vec::new();
             let mut stack = vec![p.clone()];
             while let Some(d) = stack.pop() {
-                for e in std::fs::read_dir(&d).with_context(|| format!("cannot read directory {}", d.display()))? {
+                for e in std::fs::read_dir(&d)
+                    .with_context(|| format!("cannot read directory {}", d.display()))?
+                {
                     let e = e?.path();
                     if e.is_dir() {
                         stack.push(e);
@@ -108,15 +113,29 @@ fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// Whether a first line looks like a whole JSON value (so the input is JSON lines).
 fn is_line_oriented(first: &[u8]) -> bool {
     let t = first.trim_ascii();
-    matches!((t.first(), t.last()), (Some(b'{'), Some(b'}')) | (Some(b'"'), Some(b'"')))
+    matches!(
+        (t.first(), t.last()),
+        (Some(b'{'), Some(b'}')) | (Some(b'"'), Some(b'"'))
+    )
 }
 
-fn read_source(path: &Path, batch_lines: usize, tx: &SyncSender<Batch>, bar: &ProgressBar) -> Result<()> {
-    let name: Arc<str> = if path.as_os_str() == "-" { "stdin".into() } else { path.display().to_string().into() };
+fn read_source(
+    path: &Path,
+    batch_lines: usize,
+    tx: &SyncSender<Batch>,
+    bar: &ProgressBar,
+) -> Result<()> {
+    let name: Arc<str> = if path.as_os_str() == "-" {
+        "stdin".into()
+    } else {
+        path.display().to_string().into()
+    };
     let input: Box<dyn Read> = if path.as_os_str() == "-" {
         Box::new(std::io::stdin().lock())
     } else {
-        Box::new(std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?)
+        Box::new(
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
+        )
     };
     let mut r = BufReader::with_capacity(1 << 20, input);
     let mut first = Vec::new();
@@ -126,7 +145,12 @@ fn read_source(path: &Path, batch_lines: usize, tx: &SyncSender<Batch>, bar: &Pr
         let mut all = first;
         r.read_to_end(&mut all)?;
         bar.inc(all.len() as u64);
-        let _ = tx.send(Batch { source: name, first_line: 1, lines: 1, bytes: all });
+        let _ = tx.send(Batch {
+            source: name,
+            first_line: 1,
+            lines: 1,
+            bytes: all,
+        });
         return Ok(());
     }
     let max_bytes = 16 << 20;
@@ -135,7 +159,12 @@ fn read_source(path: &Path, batch_lines: usize, tx: &SyncSender<Batch>, bar: &Pr
     let mut line_no = 1u64;
     loop {
         if lines as usize >= batch_lines || buf.len() >= max_bytes {
-            let b = Batch { source: Arc::clone(&name), first_line: line_no, lines, bytes: std::mem::take(&mut buf) };
+            let b = Batch {
+                source: Arc::clone(&name),
+                first_line: line_no,
+                lines,
+                bytes: std::mem::take(&mut buf),
+            };
             line_no += lines;
             lines = 0;
             if tx.send(b).is_err() {
@@ -151,33 +180,54 @@ fn read_source(path: &Path, batch_lines: usize, tx: &SyncSender<Batch>, bar: &Pr
         lines += 1;
     }
     if !buf.is_empty() {
-        let _ = tx.send(Batch { source: name, first_line: line_no, lines, bytes: buf });
+        let _ = tx.send(Batch {
+            source: name,
+            first_line: line_no,
+            lines,
+            bytes: buf,
+        });
     }
     Ok(())
 }
 
-fn worker(engine: &Engine, rx: &Mutex<Receiver<Batch>>, totals: &Mutex<Totals>, args: &IngestArgs) -> Result<()> {
+fn worker(
+    engine: &Engine,
+    rx: &Mutex<Receiver<Batch>>,
+    totals: &Mutex<Totals>,
+    args: &IngestArgs,
+) -> Result<()> {
     loop {
         let batch = {
-            let rx = rx.lock().map_err(|_| anyhow::anyhow!("ingest worker panicked"))?;
+            let rx = rx
+                .lock()
+                .map_err(|_| anyhow::anyhow!("ingest worker panicked"))?;
             match rx.recv() {
                 Ok(b) => b,
                 Err(_) => return Ok(()),
             }
         };
-        let report = engine.ingest(&batch.bytes).with_context(|| format!("ingesting {}", batch.source))?;
+        let report = engine
+            .ingest(&batch.bytes)
+            .with_context(|| format!("ingesting {}", batch.source))?;
         if args.ack {
             let mut out = std::io::stdout().lock();
-            writeln!(out, "ack {} {} {}", batch.source, batch.first_line, batch.lines)?;
+            writeln!(
+                out,
+                "ack {} {} {}",
+                batch.source, batch.first_line, batch.lines
+            )?;
             out.flush()?;
         }
-        let mut t = totals.lock().map_err(|_| anyhow::anyhow!("ingest worker panicked"))?;
+        let mut t = totals
+            .lock()
+            .map_err(|_| anyhow::anyhow!("ingest worker panicked"))?;
         t.accepted += report.accepted;
         t.rows += report.rows;
         t.rejected += report.rejected.len();
         for r in report.rejected {
             if t.shown.len() < args.show_errors {
-                t.shown.push((Arc::clone(&batch.source), batch.first_line, r));
+                t.shown
+                    .push((Arc::clone(&batch.source), batch.first_line, r));
             }
         }
     }
@@ -186,13 +236,20 @@ fn worker(engine: &Engine, rx: &Mutex<Receiver<Batch>>, totals: &Mutex<Totals>, 
 pub(crate) fn run(args: IngestArgs) -> Result<()> {
     let dir = args.dir.clone().unwrap_or_else(crate::default_dir);
     let sources = expand(&args.paths)?;
-    let mut options = EngineOptions { durability: args.durability, ..Default::default() };
+    let mut options = EngineOptions {
+        durability: args.durability,
+        ..Default::default()
+    };
     if let Some(n) = args.flush_rows {
         options.flush_rows = n.max(1);
     }
     let engine = Engine::open(&dir, options)
         .with_context(|| format!("cannot open the store at {}", dir.display()))?;
-    let total_bytes: u64 = sources.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+    let total_bytes: u64 = sources
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
     let bar = if args.quiet || args.json || args.ack {
         ProgressBar::hidden()
     } else if total_bytes > 0 {
@@ -210,7 +267,9 @@ pub(crate) fn run(args: IngestArgs) -> Result<()> {
     let totals = Mutex::new(Totals::default());
     let threads = if args.ack { 1 } else { args.threads.max(1) };
     std::thread::scope(|s| -> Result<()> {
-        let handles: Vec<_> = (0..threads).map(|_| s.spawn(|| worker(&engine, &rx, &totals, &args))).collect();
+        let handles: Vec<_> = (0..threads)
+            .map(|_| s.spawn(|| worker(&engine, &rx, &totals, &args)))
+            .collect();
         let mut read_result = Ok(());
         for src in &sources {
             read_result = read_source(src, args.batch.max(1), &tx, &bar);
@@ -220,14 +279,17 @@ pub(crate) fn run(args: IngestArgs) -> Result<()> {
         }
         drop(tx);
         for h in handles {
-            h.join().map_err(|_| anyhow::anyhow!("ingest worker panicked"))??;
+            h.join()
+                .map_err(|_| anyhow::anyhow!("ingest worker panicked"))??;
         }
         read_result
     })?;
     engine.close().context("closing the store")?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
-    let t = totals.into_inner().map_err(|_| anyhow::anyhow!("ingest worker panicked"))?;
+    let t = totals
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("ingest worker panicked"))?;
     if args.ack {
         return Ok(());
     }
@@ -256,8 +318,15 @@ pub(crate) fn run(args: IngestArgs) -> Result<()> {
             dir.display()
         )?;
         for (src, _, r) in &t.shown {
-            let id = r.id.as_deref().map(|i| format!(" id {i}")).unwrap_or_default();
-            writeln!(out, "  {src}: document {} (byte {}){id}: {}: {}", r.index, r.offset, r.code, r.message)?;
+            let id =
+                r.id.as_deref()
+                    .map(|i| format!(" id {i}"))
+                    .unwrap_or_default();
+            writeln!(
+                out,
+                "  {src}: document {} (byte {}){id}: {}: {}",
+                r.index, r.offset, r.code, r.message
+            )?;
         }
         if t.rejected > t.shown.len() {
             writeln!(out, "  ... and {} more", t.rejected - t.shown.len())?;

@@ -13,7 +13,11 @@ use clap::{Parser, Subcommand};
 use tracelake::{Engine, EngineOptions, ErrorKind};
 
 #[derive(Parser, Debug)]
-#[command(name = "tracelake", version, about = "An embedded trace store and analytics engine for AWS X-Ray segment documents")]
+#[command(
+    name = "tracelake",
+    version,
+    about = "An embedded trace store and analytics engine for AWS X-Ray segment documents"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -85,7 +89,10 @@ pub(crate) fn default_dir() -> PathBuf {
 /// read-only beside the process that writes it.
 pub(crate) fn open_for_reading(dir: &std::path::Path) -> Result<Engine> {
     if !dir.exists() {
-        anyhow::bail!("no store at {} (ingest something first, or pass --dir)", dir.display());
+        anyhow::bail!(
+            "no store at {} (ingest something first, or pass --dir)",
+            dir.display()
+        );
     }
     match Engine::open(dir, EngineOptions::default()) {
         Ok(e) => Ok(e),
@@ -123,13 +130,26 @@ fn run(cli: Cli) -> Result<()> {
             let engine = open_for_reading(&dir)?;
             print_stats(&engine, store.json)
         }
-        Command::Generate { count, seed, start, rate, out } => {
-            let mut opts = generate::GenOptions { seed, rate, ..Default::default() };
+        Command::Generate {
+            count,
+            seed,
+            start,
+            rate,
+            out,
+        } => {
+            let mut opts = generate::GenOptions {
+                seed,
+                rate,
+                ..Default::default()
+            };
             if let Some(s) = start {
                 opts.start = s;
             }
             let sink: Box<dyn Write> = match &out {
-                Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?),
+                Some(p) => Box::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("cannot create {}", p.display()))?,
+                ),
                 None => Box::new(std::io::stdout().lock()),
             };
             let mut w = std::io::BufWriter::with_capacity(1 << 20, sink);
@@ -163,12 +183,30 @@ pub(crate) fn print_stats(engine: &Engine, json: bool) -> Result<()> {
         });
         writeln!(out, "{v}")?;
     } else {
-        writeln!(out, "store           {}{}", engine.dir().display(), if s.read_only { " (read-only)" } else { "" })?;
-        writeln!(out, "documents       {} accepted (last sequence number)", s.last_seq)?;
-        writeln!(out, "data files      {} in {} hour partitions", s.files, s.partitions)?;
+        writeln!(
+            out,
+            "store           {}{}",
+            engine.dir().display(),
+            if s.read_only { " (read-only)" } else { "" }
+        )?;
+        writeln!(
+            out,
+            "documents       {} accepted (last sequence number)",
+            s.last_seq
+        )?;
+        writeln!(
+            out,
+            "data files      {} in {} hour partitions",
+            s.files, s.partitions
+        )?;
         writeln!(out, "rows in files   {}", s.file_rows)?;
         writeln!(out, "bytes in files  {}", human_bytes(s.file_bytes))?;
-        writeln!(out, "memtable        {} rows ({} of documents)", s.memtable_rows, human_bytes(s.memtable_bytes as u64))?;
+        writeln!(
+            out,
+            "memtable        {} rows ({} of documents)",
+            s.memtable_rows,
+            human_bytes(s.memtable_bytes as u64)
+        )?;
         writeln!(out, "WAL             {}", human_bytes(s.wal_bytes))?;
         writeln!(out, "manifest        generation {}", s.manifest_generation)?;
     }
@@ -183,13 +221,18 @@ pub(crate) fn human_bytes(b: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TRACELAKE_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("TRACELAKE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -6,6 +6,8 @@
 //! - While a child writes (flushing often), this process is refused as a second writer
 //!   and reads the store read-only again and again, never seeing a half-written file.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -21,12 +23,23 @@ fn bin() -> PathBuf {
 
 fn generate(path: &Path, count: u64, seed: u64) -> Vec<String> {
     let st = Command::new(bin())
-        .args(["generate", "--count", &count.to_string(), "--seed", &seed.to_string(), "--out"])
+        .args([
+            "generate",
+            "--count",
+            &count.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--out",
+        ])
         .arg(path)
         .status()
         .unwrap();
     assert!(st.success());
-    std::fs::read_to_string(path).unwrap().lines().map(str::to_owned).collect()
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 fn node_keys(v: &Value, trace: &str, out: &mut Vec<(String, String)>) {
@@ -46,7 +59,12 @@ fn stored_keys(engine: &Engine) -> Vec<(String, String)> {
     r.to_json_rows()
         .unwrap()
         .into_iter()
-        .map(|row| (row["t"].as_str().unwrap().to_owned(), row["i"].as_str().unwrap().to_owned()))
+        .map(|row| {
+            (
+                row["t"].as_str().unwrap().to_owned(),
+                row["i"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect()
 }
 
@@ -61,7 +79,15 @@ fn sigkill_never_loses_an_acknowledged_document() {
     let mut kills = 0;
     for round in 0..20 {
         let mut child = Command::new(bin())
-            .args(["ingest", "--ack", "--batch", "200", "--flush-rows", "3000", "--dir"])
+            .args([
+                "ingest",
+                "--ack",
+                "--batch",
+                "200",
+                "--flush-rows",
+                "3000",
+                "--dir",
+            ])
             .arg(&store)
             .arg(&input)
             .stdout(Stdio::piped())
@@ -75,7 +101,10 @@ fn sigkill_never_loses_an_acknowledged_document() {
                 let Ok(line) = line else { break };
                 let parts: Vec<&str> = line.split_whitespace().collect();
                 if parts.len() == 4 && parts[0] == "ack" {
-                    got.push((parts[2].parse::<u64>().unwrap(), parts[3].parse::<u64>().unwrap()));
+                    got.push((
+                        parts[2].parse::<u64>().unwrap(),
+                        parts[3].parse::<u64>().unwrap(),
+                    ));
                 }
             }
             got
@@ -98,18 +127,28 @@ fn sigkill_never_loses_an_acknowledged_document() {
         let engine = Engine::open(&store, EngineOptions::default()).unwrap();
         let keys = stored_keys(&engine);
         let unique: HashSet<&(String, String)> = keys.iter().collect();
-        assert_eq!(unique.len(), keys.len(), "round {round}: a row is stored twice");
+        assert_eq!(
+            unique.len(),
+            keys.len(),
+            "round {round}: a row is stored twice"
+        );
         for &line in &acked {
             let doc: Value = serde_json::from_str(&docs[(line - 1) as usize]).unwrap();
             let mut want = Vec::new();
             node_keys(&doc, doc["trace_id"].as_str().unwrap(), &mut want);
             for k in &want {
-                assert!(unique.contains(k), "round {round}: acknowledged line {line} lost ({k:?})");
+                assert!(
+                    unique.contains(k),
+                    "round {round}: acknowledged line {line} lost ({k:?})"
+                );
             }
         }
         engine.close().unwrap();
     }
-    assert!(kills >= 15, "only {kills} of 20 runs were killed mid-ingest; the test is too slow to be meaningful");
+    assert!(
+        kills >= 15,
+        "only {kills} of 20 runs were killed mid-ingest; the test is too slow to be meaningful"
+    );
     assert!(!acked.is_empty());
 }
 
@@ -120,7 +159,15 @@ fn readers_in_another_process_see_only_committed_files() {
     generate(&input, 15_000, 5);
     let store = tmp.path().join("store");
     let mut child = Command::new(bin())
-        .args(["ingest", "--quiet", "--batch", "500", "--flush-rows", "2000", "--dir"])
+        .args([
+            "ingest",
+            "--quiet",
+            "--batch",
+            "500",
+            "--flush-rows",
+            "2000",
+            "--dir",
+        ])
         .arg(&store)
         .arg(&input)
         .stdout(Stdio::null())
@@ -148,7 +195,10 @@ fn readers_in_another_process_see_only_committed_files() {
         let ro = Engine::open_read_only(&store).unwrap();
         let r = ro.sql("SELECT count(*) AS n FROM spans").unwrap();
         let n = r.to_json_rows().unwrap()[0]["n"].as_i64().unwrap();
-        assert!(n >= last, "a reader saw fewer rows ({n}) than before ({last})");
+        assert!(
+            n >= last,
+            "a reader saw fewer rows ({n}) than before ({last})"
+        );
         if n > last {
             grew += 1;
         }
@@ -160,6 +210,12 @@ fn readers_in_another_process_see_only_committed_files() {
     assert!(refused, "the second writer was never refused");
     assert!(reads > 3 && grew >= 2, "reads {reads}, grew {grew}");
     let ro = Engine::open_read_only(&store).unwrap();
-    let n = ro.sql("SELECT count(*) AS n FROM spans").unwrap().to_json_rows().unwrap()[0]["n"].as_i64().unwrap();
+    let n = ro
+        .sql("SELECT count(*) AS n FROM spans")
+        .unwrap()
+        .to_json_rows()
+        .unwrap()[0]["n"]
+        .as_i64()
+        .unwrap();
     assert!(n >= last);
 }

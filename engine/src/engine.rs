@@ -66,7 +66,9 @@ const _: fn() = || {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("store", &self.inner.store).finish()
+        f.debug_struct("Engine")
+            .field("store", &self.inner.store)
+            .finish()
     }
 }
 
@@ -104,12 +106,21 @@ impl Engine {
             .enable_all()
             .build()
             .map_err(Error::Runtime)?;
-        let config = SessionConfig::new().with_target_partitions(threads).with_information_schema(true);
+        let config = SessionConfig::new()
+            .with_target_partitions(threads)
+            .with_information_schema(true);
         let ctx = SessionContext::new_with_config(config);
         let store = Arc::new(store);
         let table = SpansTable::new(Arc::clone(&store) as Arc<dyn tracelake_query::SnapshotSource>);
-        ctx.register_table("spans", Arc::new(table)).map_err(tracelake_query::Error::from)?;
-        Ok(Engine { inner: Arc::new(Inner { store, ctx, runtime }) })
+        ctx.register_table("spans", Arc::new(table))
+            .map_err(tracelake_query::Error::from)?;
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                store,
+                ctx,
+                runtime,
+            }),
+        })
     }
 
     /// Ingests segment documents in any framing. Each bad document is reported in the
@@ -128,14 +139,20 @@ impl Engine {
             let batches = df.collect().await?;
             Ok::<_, datafusion::error::DataFusionError>(QueryResult { schema, batches })
         };
-        self.inner.runtime.block_on(run).map_err(|e| Error::Query(e.into()))
+        self.inner
+            .runtime
+            .block_on(run)
+            .map_err(|e| Error::Query(e.into()))
     }
 
     /// Every stored document, rebuilt as JSON value-equal to what was sent.
     pub fn export_documents(&self) -> Result<Vec<serde_json::Value>, Error> {
         let snap = self.inner.store.snapshot()?;
         let rows = snap.read_all()?;
-        Ok(tracelake_storage::rebuild::rebuild(&rows)?.into_iter().map(|d| d.json).collect())
+        Ok(tracelake_storage::rebuild::rebuild(&rows)?
+            .into_iter()
+            .map(|d| d.json)
+            .collect())
     }
 
     pub fn stats(&self) -> Stats {

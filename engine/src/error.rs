@@ -28,6 +28,8 @@ pub enum Error {
     Runtime(#[source] std::io::Error),
     #[error("the engine is closed")]
     Closed,
+    #[error("Arrow error: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
 }
 
 impl Error {
@@ -50,7 +52,7 @@ impl Error {
                 Q::InvalidQuery => ErrorKind::InvalidArgument,
                 Q::Execution => ErrorKind::Internal,
             },
-            Error::Runtime(_) => ErrorKind::Internal,
+            Error::Runtime(_) | Error::Arrow(_) => ErrorKind::Internal,
             Error::Closed => ErrorKind::ReadOnly,
         }
     }

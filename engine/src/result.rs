@@ -19,7 +19,12 @@ impl QueryResult {
     /// A text table, as a terminal shows it.
     pub fn to_table(&self) -> Result<String, ArrowError> {
         if self.batches.is_empty() {
-            let names: Vec<&str> = self.schema.fields().iter().map(|f| f.name().as_str()).collect();
+            let names: Vec<&str> = self
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect();
             return Ok(format!("{}\n(0 rows)", names.join(" | ")));
         }
         Ok(arrow::util::pretty::pretty_format_batches(&self.batches)?.to_string())

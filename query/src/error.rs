@@ -22,12 +22,16 @@ impl Error {
         use datafusion::error::DataFusionError as D;
         match self {
             Error::Storage(e) => ErrorKind::Storage(e.kind()),
-            Error::DataFusion(D::SQL(..) | D::Plan(_) | D::SchemaError(..) | D::NotImplemented(_)) => ErrorKind::InvalidQuery,
-            Error::DataFusion(D::External(e)) => match e.downcast_ref::<tracelake_storage::Error>() {
-                Some(s) => ErrorKind::Storage(s.kind()),
-                None => ErrorKind::Execution,
+            Error::DataFusion(e) => match e.find_root() {
+                D::SQL(..) | D::Plan(_) | D::SchemaError(..) | D::NotImplemented(_) => {
+                    ErrorKind::InvalidQuery
+                }
+                D::External(e) => match e.downcast_ref::<tracelake_storage::Error>() {
+                    Some(s) => ErrorKind::Storage(s.kind()),
+                    None => ErrorKind::Execution,
+                },
+                _ => ErrorKind::Execution,
             },
-            Error::DataFusion(_) => ErrorKind::Execution,
         }
     }
 }

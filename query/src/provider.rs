@@ -8,7 +8,6 @@
 //! and filtered batches for the memtable. Pushdown is reported `Inexact`, so DataFusion
 //! still applies every filter above the scan.
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -54,7 +53,10 @@ pub struct SpansTable {
 
 impl SpansTable {
     pub fn new(source: Arc<dyn SnapshotSource>) -> Self {
-        SpansTable { source, schema: schema::spans() }
+        SpansTable {
+            source,
+            schema: schema::spans(),
+        }
     }
 }
 
@@ -77,8 +79,12 @@ fn access_plan(keep: &[bool], row_groups: &[usize]) -> ParquetAccessPlan {
             let mut selectors: Vec<RowSelector> = Vec::new();
             for &k in mask {
                 match selectors.last_mut() {
-                    Some(s) if s.skip == !k => s.row_count += 1,
-                    _ => selectors.push(if k { RowSelector::select(1) } else { RowSelector::skip(1) }),
+                    Some(s) if s.skip != k => s.row_count += 1,
+                    _ => selectors.push(if k {
+                        RowSelector::select(1)
+                    } else {
+                        RowSelector::skip(1)
+                    }),
                 }
             }
             groups.push(RowGroupAccess::Selection(RowSelection::from(selectors)));
@@ -89,10 +95,6 @@ fn access_plan(keep: &[bool], row_groups: &[usize]) -> ParquetAccessPlan {
 
 #[async_trait]
 impl TableProvider for SpansTable {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
@@ -101,7 +103,10 @@ impl TableProvider for SpansTable {
         TableType::Base
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
 
@@ -124,7 +129,10 @@ impl TableProvider for SpansTable {
             for f in snap.files.iter() {
                 let path = snap.root.join(&f.path);
                 let mut pf = PartitionedFile::new(path.to_string_lossy().into_owned(), f.bytes);
-                if let Some(keep) = resolutions.get(&f.partition).and_then(|r| r.file_keep.get(&f.id)) {
+                if let Some(keep) = resolutions
+                    .get(&f.partition)
+                    .and_then(|r| r.file_keep.get(&f.id))
+                {
                     let groups = datafile::row_group_sizes(&snap.root, f).map_err(storage_err)?;
                     pf = pf.with_extension(access_plan(keep, &groups));
                 }
@@ -132,18 +140,23 @@ impl TableProvider for SpansTable {
             }
             let target = state.config().target_partitions().max(1);
             let per = files.len().div_ceil(target);
-            let groups: Vec<FileGroup> = files.chunks(per.max(1)).map(|c| FileGroup::new(c.to_vec())).collect();
-            let mut source = ParquetSource::new(Arc::clone(&self.schema)).with_enable_page_index(true);
+            let groups: Vec<FileGroup> = files
+                .chunks(per.max(1))
+                .map(|c| FileGroup::new(c.to_vec()))
+                .collect();
+            let mut source =
+                ParquetSource::new(Arc::clone(&self.schema)).with_enable_page_index(true);
             if let Some(pred) = conjunction(filters.iter().cloned()) {
                 let df_schema = DFSchema::try_from(Arc::clone(&self.schema))?;
                 let physical = state.create_physical_expr(pred, &df_schema)?;
                 source = source.with_predicate(physical);
             }
-            let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
-                .with_file_groups(groups)
-                .with_projection_indices(projection.cloned())?
-                .with_limit(limit)
-                .build();
+            let config =
+                FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
+                    .with_file_groups(groups)
+                    .with_projection_indices(projection.cloned())?
+                    .with_limit(limit)
+                    .build();
             inputs.push(DataSourceExec::from_data_source(config));
         }
 
@@ -158,8 +171,12 @@ impl TableProvider for SpansTable {
         }
         memory.retain(|b| b.num_rows() > 0);
         if !memory.is_empty() {
-            let mem = MemorySourceConfig::try_new(&[memory], Arc::clone(&self.schema), projection.cloned())?
-                .with_limit(limit);
+            let mem = MemorySourceConfig::try_new(
+                &[memory],
+                Arc::clone(&self.schema),
+                projection.cloned(),
+            )?
+            .with_limit(limit);
             inputs.push(DataSourceExec::from_data_source(mem));
         }
         if inputs.is_empty() {

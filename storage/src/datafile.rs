@@ -13,15 +13,15 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
 use arrow::datatypes::{Int64Type, UInt64Type};
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::bloom_filter::Sbbf;
 use parquet::file::metadata::KeyValue;
+use parquet::file::properties::ReaderProperties;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::serialized_reader::ReadOptionsBuilder;
-use parquet::file::properties::ReaderProperties;
 use parquet::schema::types::ColumnPath;
 
 use crate::error::{Error, Result};
@@ -45,7 +45,10 @@ fn writer_properties(rows: usize) -> WriterProperties {
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_dictionary_enabled(false)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_key_value_metadata(Some(vec![KeyValue::new(FORMAT_KEY.to_owned(), FORMAT_VERSION.to_string())]));
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            FORMAT_KEY.to_owned(),
+            FORMAT_VERSION.to_string(),
+        )]));
     for c in schema::DICTIONARY_COLUMNS {
         b = b.set_column_dictionary_enabled(ColumnPath::from(*c), true);
     }
@@ -60,29 +63,51 @@ fn writer_properties(rows: usize) -> WriterProperties {
 /// Sorts a partition's rows by `(trace_id, start_ns)`.
 pub fn sort_rows(batch: &RecordBatch) -> Result<RecordBatch> {
     let by = |name: &str| -> Result<SortColumn> {
-        let values = batch
-            .column_by_name(name)
-            .ok_or_else(|| Error::Corrupt { what: format!("no column {name}") })?;
-        Ok(SortColumn { values: Arc::clone(values), options: None })
+        let values = batch.column_by_name(name).ok_or_else(|| Error::Corrupt {
+            what: format!("no column {name}"),
+        })?;
+        Ok(SortColumn {
+            values: Arc::clone(values),
+            options: None,
+        })
     };
     let idx = lexsort_to_indices(&[by(col::TRACE_ID)?, by(col::START_NS)?], None)?;
     Ok(take_record_batch(batch, &idx)?)
 }
 
 /// Writes `batch` (rows of one partition) as a new data file under `root`.
-pub fn write(root: &Path, partition: PartitionKey, file_id: u64, batch: &RecordBatch, shadows: bool) -> Result<FileMeta> {
+pub fn write(
+    root: &Path,
+    partition: PartitionKey,
+    file_id: u64,
+    batch: &RecordBatch,
+    shadows: bool,
+) -> Result<FileMeta> {
     let sorted = sort_rows(batch)?;
     let rel = relative_path(partition, file_id);
     let path = root.join(&rel);
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| root.to_path_buf());
+    let dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| root.to_path_buf());
     fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
     let file = File::create(&path).map_err(Error::io(&path))?;
-    let pq = |source| Error::Parquet { path: path.clone(), source };
-    let mut w = ArrowWriter::try_new(file, sorted.schema(), Some(writer_properties(sorted.num_rows()))).map_err(pq)?;
+    let pq = |source| Error::Parquet {
+        path: path.clone(),
+        source,
+    };
+    let mut w = ArrowWriter::try_new(
+        file,
+        sorted.schema(),
+        Some(writer_properties(sorted.num_rows())),
+    )
+    .map_err(pq)?;
     w.write(&sorted).map_err(pq)?;
     let file = w.into_inner().map_err(pq)?;
     file.sync_all().map_err(Error::io(&path))?;
-    File::open(&dir).and_then(|d| d.sync_all()).map_err(Error::io(&dir))?;
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io(&dir))?;
     let bytes = fs::metadata(&path).map_err(Error::io(&path))?.len();
 
     let starts = sorted.column(9).as_primitive::<Int64Type>();
@@ -91,7 +116,13 @@ pub fn write(root: &Path, partition: PartitionKey, file_id: u64, batch: &RecordB
         arrow::compute::max(starts).unwrap_or(0),
     );
     let traces = sorted.column(0).as_fixed_size_binary();
-    let hex = |i: usize| traces.value(i).iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let hex = |i: usize| {
+        traces
+            .value(i)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
     let n = sorted.num_rows();
     let revisions = sorted
         .column_by_name(col::REVISION)
@@ -127,8 +158,14 @@ fn check_version(path: &Path, kv: Option<&Vec<KeyValue>>) -> Result<()> {
         .and_then(|v| v.parse::<u32>().ok());
     match found {
         Some(v) if v <= FORMAT_VERSION => Ok(()),
-        Some(v) => Err(Error::UnsupportedFormatVersion { path: path.to_path_buf(), found: v, supported: FORMAT_VERSION }),
-        None => Err(Error::Corrupt { what: format!("{} has no {FORMAT_KEY} metadata", path.display()) }),
+        Some(v) => Err(Error::UnsupportedFormatVersion {
+            path: path.to_path_buf(),
+            found: v,
+            supported: FORMAT_VERSION,
+        }),
+        None => Err(Error::Corrupt {
+            what: format!("{} has no {FORMAT_KEY} metadata", path.display()),
+        }),
     }
 }
 
@@ -138,11 +175,21 @@ pub fn read_all(root: &Path, meta: &FileMeta) -> Result<Vec<RecordBatch>> {
 }
 
 /// Reads some columns of a data file (all when `columns` is `None`).
-pub fn read_columns(root: &Path, meta: &FileMeta, columns: Option<&[&str]>) -> Result<Vec<RecordBatch>> {
+pub fn read_columns(
+    root: &Path,
+    meta: &FileMeta,
+    columns: Option<&[&str]>,
+) -> Result<Vec<RecordBatch>> {
     let (f, path) = open(root, meta)?;
-    let pq = |source| Error::Parquet { path: path.clone(), source };
+    let pq = |source| Error::Parquet {
+        path: path.clone(),
+        source,
+    };
     let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(pq)?;
-    check_version(&path, builder.metadata().file_metadata().key_value_metadata())?;
+    check_version(
+        &path,
+        builder.metadata().file_metadata().key_value_metadata(),
+    )?;
     let builder = match columns {
         Some(cols) => {
             let schema = builder.parquet_schema();
@@ -155,27 +202,52 @@ pub fn read_columns(root: &Path, meta: &FileMeta, columns: Option<&[&str]>) -> R
         None => builder,
     };
     let reader = builder.with_batch_size(8192).build().map_err(pq)?;
-    reader.collect::<std::result::Result<Vec<_>, _>>().map_err(Error::from)
+    reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(Error::from)
 }
 
 /// The bloom filters of the `id` column, one per row group.
 pub fn id_bloom_filters(root: &Path, meta: &FileMeta) -> Result<Vec<Sbbf>> {
     let (f, path) = open(root, meta)?;
-    let pq = |source| Error::Parquet { path: path.clone(), source };
+    let pq = |source| Error::Parquet {
+        path: path.clone(),
+        source,
+    };
     let opts = ReadOptionsBuilder::new()
-        .with_reader_properties(ReaderProperties::builder().set_read_bloom_filter(true).build())
+        .with_reader_properties(
+            ReaderProperties::builder()
+                .set_read_bloom_filter(true)
+                .build(),
+        )
         .build();
     let reader = SerializedFileReader::new_with_options(f, opts).map_err(pq)?;
-    let id_col = (0..reader.metadata().file_metadata().schema_descr().num_columns())
-        .find(|&i| reader.metadata().file_metadata().schema_descr().column(i).name() == col::ID)
-        .ok_or_else(|| Error::Corrupt { what: format!("{} has no id column", path.display()) })?;
+    let id_col = (0..reader
+        .metadata()
+        .file_metadata()
+        .schema_descr()
+        .num_columns())
+        .find(|&i| {
+            reader
+                .metadata()
+                .file_metadata()
+                .schema_descr()
+                .column(i)
+                .name()
+                == col::ID
+        })
+        .ok_or_else(|| Error::Corrupt {
+            what: format!("{} has no id column", path.display()),
+        })?;
     let mut out = Vec::new();
     for rg in 0..reader.num_row_groups() {
         let g = reader.get_row_group(rg).map_err(pq)?;
         if let Some(b) = g.get_column_bloom_filter(id_col) {
             out.push(b.clone());
         } else {
-            return Err(Error::Corrupt { what: format!("{} row group {rg} has no id bloom filter", path.display()) });
+            return Err(Error::Corrupt {
+                what: format!("{} row group {rg} has no id bloom filter", path.display()),
+            });
         }
     }
     Ok(out)
@@ -198,6 +270,12 @@ pub fn is_complete(end_ns: &dyn Array, row: usize) -> bool {
 /// Row counts of a data file's row groups.
 pub fn row_group_sizes(root: &Path, meta: &FileMeta) -> Result<Vec<usize>> {
     let (f, path) = open(root, meta)?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|source| Error::Parquet { path, source })?;
-    Ok(builder.metadata().row_groups().iter().map(|g| g.num_rows() as usize).collect())
+    let builder = ParquetRecordBatchReaderBuilder::try_new(f)
+        .map_err(|source| Error::Parquet { path, source })?;
+    Ok(builder
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|g| g.num_rows() as usize)
+        .collect())
 }

@@ -27,8 +27,14 @@ pub enum Error {
     #[error("corrupt data: {what}")]
     Corrupt { what: String },
     #[error("{path}: format version {found} is not supported (this build reads up to {supported})")]
-    UnsupportedFormatVersion { path: PathBuf, found: u32, supported: u32 },
-    #[error("the store at {path} is already open for writing by another process (lock file {lock}); open it read-only instead")]
+    UnsupportedFormatVersion {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error(
+        "the store at {path} is already open for writing by another process (lock file {lock}); open it read-only instead"
+    )]
     Locked { path: PathBuf, lock: PathBuf },
     #[error("the store is open read-only: {operation} needs a writable store")]
     ReadOnly { operation: &'static str },

@@ -9,13 +9,16 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, FixedSizeBinaryBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder,
-    RecordBatch, StringBuilder, StructBuilder, UInt16Builder, UInt32Builder, UInt64Builder, UInt8Builder,
+    ArrayRef, BooleanBuilder, FixedSizeBinaryBuilder, Float64Builder, Int32Builder, Int64Builder,
+    ListBuilder, RecordBatch, StringBuilder, StructBuilder, UInt8Builder, UInt16Builder,
+    UInt32Builder, UInt64Builder,
 };
 use arrow::error::ArrowError;
 
 use crate::schema::{self, kind, presence};
-use crate::segment::{AnnotationValue, Document, Extra, Http, RawJson, Segment, SegmentId, Str, TraceId, time};
+use crate::segment::{
+    AnnotationValue, Document, Extra, Http, RawJson, Segment, SegmentId, Str, TraceId, time,
+};
 
 /// The identity of a row for upserts (SPEC 7.8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -132,9 +135,19 @@ impl SpanBuilder {
         keep: &mut dyn FnMut(RowKey, usize, bool) -> bool,
     ) -> usize {
         let before = self.rows;
-        let root_parent = doc.root.parent_id.as_deref().and_then(SegmentId::parse).map(|p| p.0);
+        let root_parent = doc
+            .root
+            .parent_id
+            .as_deref()
+            .and_then(SegmentId::parse)
+            .map(|p| p.0);
         let mut pos = 0u32;
-        let ctx = DocCtx { trace_id: doc.trace_id, segment_id: doc.id.0, revision, independent: doc.independent };
+        let ctx = DocCtx {
+            trace_id: doc.trace_id,
+            segment_id: doc.id.0,
+            revision,
+            independent: doc.independent,
+        };
         self.append_node(&ctx, &doc.root, None, root_parent, &mut pos, keep);
         self.rows - before
     }
@@ -149,11 +162,21 @@ impl SpanBuilder {
         keep: &mut dyn FnMut(RowKey, usize, bool) -> bool,
     ) {
         // validation guarantees the id parses
-        let id = s.id.as_deref().and_then(SegmentId::parse).map_or(0, |i| i.0);
+        let id =
+            s.id.as_deref()
+                .and_then(SegmentId::parse)
+                .map_or(0, |i| i.0);
         let my_pos = *pos;
         *pos += 1;
         let complete = s.end_time.is_some();
-        if keep(RowKey { trace_id: ctx.trace_id, id }, self.rows, complete) {
+        if keep(
+            RowKey {
+                trace_id: ctx.trace_id,
+                id,
+            },
+            self.rows,
+            complete,
+        ) {
             self.append_row(ctx, s, id, enclosing, parent, my_pos);
         }
         if let Some(subs) = &s.subsegments {
@@ -182,21 +205,30 @@ impl SpanBuilder {
         self.id.append_value(id);
         self.parent_id.append_option(parent);
         self.segment_id.append_value(ctx.segment_id);
-        let row_kind = if is_root && !ctx.independent { kind::SEGMENT } else { kind::SUBSEGMENT };
+        let row_kind = if is_root && !ctx.independent {
+            kind::SEGMENT
+        } else {
+            kind::SUBSEGMENT
+        };
         self.kind.append_value(row_kind);
         self.pos.append_value(pos);
-        self.name.append_value(s.name.as_deref().unwrap_or_default());
+        self.name
+            .append_value(s.name.as_deref().unwrap_or_default());
         self.origin.append_option(s.origin.as_deref());
         self.namespace.append_option(s.namespace.as_deref());
 
         // ids as sent, when their text is not the canonical lower-case form
-        if let Some(t) = s.id.as_deref() {
-            if t.bytes().any(|c| c.is_ascii_uppercase()) {
-                ex.str("id", t);
-            }
+        if let Some(t) = s.id.as_deref()
+            && t.bytes().any(|c| c.is_ascii_uppercase())
+        {
+            ex.str("id", t);
         }
         match s.trace_id.as_deref() {
-            Some(t) if !is_root && TraceId::parse(t) == Some(ctx.trace_id) && !t.bytes().any(|c| c.is_ascii_uppercase()) => {
+            Some(t)
+                if !is_root
+                    && TraceId::parse(t) == Some(ctx.trace_id)
+                    && !t.bytes().any(|c| c.is_ascii_uppercase()) =>
+            {
                 bits |= presence::TRACE_ID
             }
             Some(t) if is_root && !t.bytes().any(|c| c.is_ascii_uppercase()) => {}
@@ -204,7 +236,10 @@ impl SpanBuilder {
             None => {}
         }
         match (s.parent_id.as_deref(), enclosing) {
-            (Some(p), Some(enc)) if SegmentId::parse(p) == Some(SegmentId(enc)) && !p.bytes().any(|c| c.is_ascii_uppercase()) => {
+            (Some(p), Some(enc))
+                if SegmentId::parse(p) == Some(SegmentId(enc))
+                    && !p.bytes().any(|c| c.is_ascii_uppercase()) =>
+            {
                 bits |= presence::PARENT_ID
             }
             (Some(p), None) if !p.bytes().any(|c| c.is_ascii_uppercase()) => {}
@@ -223,7 +258,8 @@ impl SpanBuilder {
         match time::seconds_to_ns(start) {
             Some(ns) => self.start_ns.append_value(ns),
             None => {
-                self.start_ns.append_value(time::seconds_to_ns_lossy(start).unwrap_or(0));
+                self.start_ns
+                    .append_value(time::seconds_to_ns_lossy(start).unwrap_or(0));
                 ex.f64("start_time", start);
             }
         }
@@ -245,10 +281,14 @@ impl SpanBuilder {
             }
             v.unwrap_or(false)
         };
-        self.in_progress.append_value(flag(s.in_progress, presence::IN_PROGRESS, &mut bits));
-        self.error.append_value(flag(s.error, presence::ERROR, &mut bits));
-        self.fault.append_value(flag(s.fault, presence::FAULT, &mut bits));
-        self.throttle.append_value(flag(s.throttle, presence::THROTTLE, &mut bits));
+        self.in_progress
+            .append_value(flag(s.in_progress, presence::IN_PROGRESS, &mut bits));
+        self.error
+            .append_value(flag(s.error, presence::ERROR, &mut bits));
+        self.fault
+            .append_value(flag(s.fault, presence::FAULT, &mut bits));
+        self.throttle
+            .append_value(flag(s.throttle, presence::THROTTLE, &mut bits));
         if let Some(t) = s.traced {
             ex.bool("traced", t);
         }
@@ -283,11 +323,19 @@ impl SpanBuilder {
         self.aws.append_option(s.aws.as_ref().map(|v| v.text()));
         self.cause.append_option(s.cause.as_ref().map(|v| v.text()));
         self.sql.append_option(s.sql.as_ref().map(|v| v.text()));
-        self.metadata.append_option(s.metadata.as_ref().map(|v| v.text()));
-        let promoted = s.aws.as_ref().map(|a| AwsPromoted::read(a.text())).unwrap_or_default();
-        self.account_id.append_option(promoted.account_id.as_deref());
-        self.instance_id.append_option(promoted.instance_id.as_deref());
-        self.availability_zone.append_option(promoted.availability_zone.as_deref());
+        self.metadata
+            .append_option(s.metadata.as_ref().map(|v| v.text()));
+        let promoted = s
+            .aws
+            .as_ref()
+            .map(|a| AwsPromoted::read(a.text()))
+            .unwrap_or_default();
+        self.account_id
+            .append_option(promoted.account_id.as_deref());
+        self.instance_id
+            .append_option(promoted.instance_id.as_deref());
+        self.availability_zone
+            .append_option(promoted.availability_zone.as_deref());
         if let Some(v) = &s.service {
             ex.raw("service", v.text());
         }
@@ -311,24 +359,35 @@ impl SpanBuilder {
         write_extras(&mut ex, &s.extra);
 
         let has_extra = ex.finish();
-        self.extra.append_option(has_extra.then_some(extra.as_str()));
+        self.extra
+            .append_option(has_extra.then_some(extra.as_str()));
         self.scratch = extra;
         self.presence.append_value(bits);
         self.revision.append_value(ctx.revision);
         self.rows += 1;
     }
 
-    fn append_http<'a, B: RawJson<'a>>(&mut self, http: Option<&Http<'a, B>>, ex: &mut ObjWriter<'_>) {
+    fn append_http<'a, B: RawJson<'a>>(
+        &mut self,
+        http: Option<&Http<'a, B>>,
+        ex: &mut ObjWriter<'_>,
+    ) {
         let req = http.and_then(|h| h.request.as_ref());
         let resp = http.and_then(|h| h.response.as_ref());
-        self.http_method.append_option(req.and_then(|r| r.method.as_deref()));
-        self.http_url.append_option(req.and_then(|r| r.url.as_deref()));
-        self.http_user_agent.append_option(req.and_then(|r| r.user_agent.as_deref()));
-        self.http_client_ip.append_option(req.and_then(|r| r.client_ip.as_deref()));
+        self.http_method
+            .append_option(req.and_then(|r| r.method.as_deref()));
+        self.http_url
+            .append_option(req.and_then(|r| r.url.as_deref()));
+        self.http_user_agent
+            .append_option(req.and_then(|r| r.user_agent.as_deref()));
+        self.http_client_ip
+            .append_option(req.and_then(|r| r.client_ip.as_deref()));
         let status = resp.and_then(|r| r.status);
         let status32 = status.and_then(|s| i32::try_from(s).ok());
         self.http_status.append_option(status32);
-        let cl_text = resp.and_then(|r| r.content_length.as_ref()).map(|c| c.text());
+        let cl_text = resp
+            .and_then(|r| r.content_length.as_ref())
+            .map(|c| c.text());
         let cl = cl_text.and_then(|t| t.parse::<i64>().ok().filter(|v| v.to_string() == t));
         self.http_content_length.append_option(cl);
 
@@ -337,7 +396,10 @@ impl SpanBuilder {
         let mut sub = String::new();
         let mut hx = ObjWriter::new(&mut sub);
         if let Some(r) = &h.request {
-            let captured = r.method.is_some() || r.url.is_some() || r.user_agent.is_some() || r.client_ip.is_some();
+            let captured = r.method.is_some()
+                || r.url.is_some()
+                || r.user_agent.is_some()
+                || r.client_ip.is_some();
             let mut s2 = String::new();
             let mut rx = ObjWriter::new(&mut s2);
             if let Some(v) = r.x_forwarded_for {
@@ -430,7 +492,8 @@ struct DocCtx {
 fn field<T: arrow::array::ArrayBuilder>(b: &mut StructBuilder, i: usize) -> &mut T {
     // The struct builder was made from `annotation_fields`, so the types match.
     #[allow(clippy::expect_used)]
-    b.field_builder::<T>(i).expect("annotation field builder of the schema's type")
+    b.field_builder::<T>(i)
+        .expect("annotation field builder of the schema's type")
 }
 
 fn write_extras<'a, B: RawJson<'a>>(ex: &mut ObjWriter<'_>, extra: &[(Str<'a>, Extra<B>)]) {

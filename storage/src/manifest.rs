@@ -61,7 +61,11 @@ fn list(root: &Path) -> Result<Vec<(u64, PathBuf)>> {
     for entry in fs::read_dir(root).map_err(Error::io(root))? {
         let entry = entry.map_err(Error::io(root))?;
         let n = entry.file_name();
-        if let Some(g) = n.to_string_lossy().strip_prefix("MANIFEST-").and_then(|g| g.parse::<u64>().ok()) {
+        if let Some(g) = n
+            .to_string_lossy()
+            .strip_prefix("MANIFEST-")
+            .and_then(|g| g.parse::<u64>().ok())
+        {
             out.push((g, entry.path()));
         }
     }
@@ -72,23 +76,35 @@ fn list(root: &Path) -> Result<Vec<(u64, PathBuf)>> {
 /// Decodes a manifest file's bytes.
 pub fn decode(path: &Path, bytes: &[u8]) -> Result<Manifest> {
     if bytes.len() < 12 || &bytes[..4] != MAGIC {
-        return Err(Error::Corrupt { what: format!("{} is not a manifest", path.display()) });
+        return Err(Error::Corrupt {
+            what: format!("{} is not a manifest", path.display()),
+        });
     }
     let version = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
     if version != FORMAT_VERSION {
-        return Err(Error::UnsupportedFormatVersion { path: path.to_path_buf(), found: version, supported: FORMAT_VERSION });
+        return Err(Error::UnsupportedFormatVersion {
+            path: path.to_path_buf(),
+            found: version,
+            supported: FORMAT_VERSION,
+        });
     }
     let crc = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
     let body = &bytes[12..];
     if crc32fast::hash(body) != crc {
-        return Err(Error::Corrupt { what: format!("{}: checksum mismatch", path.display()) });
+        return Err(Error::Corrupt {
+            what: format!("{}: checksum mismatch", path.display()),
+        });
     }
-    serde_json::from_slice(body).map_err(|e| Error::Corrupt { what: format!("{}: {e}", path.display()) })
+    serde_json::from_slice(body).map_err(|e| Error::Corrupt {
+        what: format!("{}: {e}", path.display()),
+    })
 }
 
 /// Encodes a manifest into file bytes.
 pub fn encode(m: &Manifest) -> Result<Vec<u8>> {
-    let body = serde_json::to_vec(m).map_err(|e| Error::Corrupt { what: format!("manifest encoding: {e}") })?;
+    let body = serde_json::to_vec(m).map_err(|e| Error::Corrupt {
+        what: format!("manifest encoding: {e}"),
+    })?;
     let mut out = Vec::with_capacity(body.len() + 12);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -132,7 +148,9 @@ pub fn commit(root: &Path, m: &mut Manifest) -> Result<()> {
         f.sync_all().map_err(Error::io(&tmp))?;
     }
     fs::rename(&tmp, &dst).map_err(Error::io(&dst))?;
-    File::open(root).and_then(|d| d.sync_all()).map_err(Error::io(root))?;
+    File::open(root)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io(root))?;
     let all = list(root)?;
     if all.len() > KEEP_OLD + 1 {
         for (_, p) in &all[..all.len() - KEEP_OLD - 1] {
@@ -151,7 +169,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
         assert_eq!(load(root).unwrap(), Manifest::default());
-        let mut m = Manifest { flushed_seq: 7, next_file_id: 2, ..Default::default() };
+        let mut m = Manifest {
+            flushed_seq: 7,
+            next_file_id: 2,
+            ..Default::default()
+        };
         commit(root, &mut m).unwrap();
         commit(root, &mut m).unwrap();
         assert_eq!(load(root).unwrap().generation, 2);
@@ -169,6 +191,9 @@ mod tests {
         bytes[4] = 9;
         let p = tmp.path().join(name(1));
         fs::write(&p, &bytes).unwrap();
-        assert!(matches!(load(tmp.path()), Err(Error::UnsupportedFormatVersion { found: 9, .. })));
+        assert!(matches!(
+            load(tmp.path()),
+            Err(Error::UnsupportedFormatVersion { found: 9, .. })
+        ));
     }
 }

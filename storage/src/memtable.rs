@@ -11,8 +11,8 @@ use crate::error::Result;
 use crate::flatten::{RowKey, SpanBuilder};
 use crate::partition::PartitionKey;
 use crate::schema;
-use crate::segment::RawJson;
 use crate::segment::Document;
+use crate::segment::RawJson;
 
 /// Rows per sealed batch.
 const SEAL_ROWS: usize = 8192;
@@ -134,10 +134,21 @@ impl Memtable {
         older: &mut dyn FnMut(PartitionKey, &RowKey) -> bool,
     ) -> Result<usize> {
         let p = self.partitions.entry(partition).or_default();
-        let MemPartition { sealed_rows, active, deleted, live, keys, shadows, .. } = &mut *p;
+        let MemPartition {
+            sealed_rows,
+            active,
+            deleted,
+            live,
+            keys,
+            shadows,
+            ..
+        } = &mut *p;
         let base = *sealed_rows;
         let added = active.append_document(doc, seq, &mut |key, row, complete| {
-            let version = RowVersion { complete, revision: seq };
+            let version = RowVersion {
+                complete,
+                revision: seq,
+            };
             let global = base + row;
             match keys.get(&key) {
                 Some(&(old_row, old)) => {
@@ -169,14 +180,20 @@ impl Memtable {
 
     /// Whether the memtable holds `key` in `partition`.
     pub fn contains(&self, partition: PartitionKey, key: &RowKey) -> bool {
-        self.partitions.get(&partition).is_some_and(|p| p.keys.contains_key(key))
+        self.partitions
+            .get(&partition)
+            .is_some_and(|p| p.keys.contains_key(key))
     }
 
     /// The live rows of every partition.
     pub fn snapshot(&mut self) -> Result<Vec<MemRows>> {
         let mut out = Vec::with_capacity(self.partitions.len());
         for (k, p) in &mut self.partitions {
-            out.push(MemRows { partition: *k, batches: p.live_batches()?, shadows: p.shadows });
+            out.push(MemRows {
+                partition: *k,
+                batches: p.live_batches()?,
+                shadows: p.shadows,
+            });
         }
         Ok(out)
     }
@@ -188,22 +205,35 @@ impl Memtable {
             let batches = p.live_batches()?;
             partitions.insert(
                 *k,
-                FrozenPartition { batches, keys: std::mem::take(&mut p.keys), shadows: p.shadows },
+                FrozenPartition {
+                    batches,
+                    keys: std::mem::take(&mut p.keys),
+                    shadows: p.shadows,
+                },
             );
         }
-        Ok(Frozen { partitions, max_seq: self.max_seq })
+        Ok(Frozen {
+            partitions,
+            max_seq: self.max_seq,
+        })
     }
 }
 
 impl Frozen {
     pub fn contains(&self, partition: PartitionKey, key: &RowKey) -> bool {
-        self.partitions.get(&partition).is_some_and(|p| p.keys.contains_key(key))
+        self.partitions
+            .get(&partition)
+            .is_some_and(|p| p.keys.contains_key(key))
     }
 
     pub fn rows(&self) -> Vec<MemRows> {
         self.partitions
             .iter()
-            .map(|(k, p)| MemRows { partition: *k, batches: p.batches.clone(), shadows: p.shadows })
+            .map(|(k, p)| MemRows {
+                partition: *k,
+                batches: p.batches.clone(),
+                shadows: p.shadows,
+            })
             .collect()
     }
 }

@@ -8,7 +8,9 @@ const HOUR_NS: i64 = 3_600_000_000_000;
 const DAY_SECONDS: i64 = 86_400;
 
 /// An hour partition: hours since the Unix epoch.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct PartitionKey(pub i64);
 
@@ -19,7 +21,11 @@ impl PartitionKey {
     pub fn for_document(trace_id: &TraceId, start_ns: i64) -> PartitionKey {
         let start_s = start_ns.div_euclid(1_000_000_000);
         let embedded = i64::from(trace_id.epoch_seconds());
-        let secs = if (embedded - start_s).abs() <= DAY_SECONDS { embedded } else { start_s };
+        let secs = if (embedded - start_s).abs() <= DAY_SECONDS {
+            embedded
+        } else {
+            start_s
+        };
         PartitionKey(secs.div_euclid(3600))
     }
 
@@ -90,8 +96,14 @@ mod tests {
     fn embedded_time_only_when_plausible() {
         let t = TraceId::parse("1-6b0143fc-5a02990aabf3c62c483652dd").unwrap();
         let start = 1_795_245_052_254_000_000i64; // 0x6b0143fc = 1795245052
-        assert_eq!(PartitionKey::for_document(&t, start + 3_000_000_000_000), PartitionKey(1_795_245_052 / 3600));
+        assert_eq!(
+            PartitionKey::for_document(&t, start + 3_000_000_000_000),
+            PartitionKey(1_795_245_052 / 3600)
+        );
         let otel = TraceId::parse("1-ffffffff-0123456789abcdef01234567").unwrap();
-        assert_eq!(PartitionKey::for_document(&otel, start), PartitionKey::from_ns(start));
+        assert_eq!(
+            PartitionKey::for_document(&otel, start),
+            PartitionKey::from_ns(start)
+        );
     }
 }

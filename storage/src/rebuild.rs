@@ -6,10 +6,13 @@
 use std::collections::HashMap;
 
 use arrow::array::{
-    Array, AsArray, BooleanArray, FixedSizeBinaryArray, Float64Array, Int32Array, Int64Array, ListArray, RecordBatch,
-    StringArray, StructArray, UInt16Array, UInt32Array, UInt64Array, UInt8Array,
+    Array, AsArray, BooleanArray, FixedSizeBinaryArray, Float64Array, Int32Array, Int64Array,
+    ListArray, RecordBatch, StringArray, StructArray, UInt8Array, UInt16Array, UInt32Array,
+    UInt64Array,
 };
-use arrow::datatypes::{Float64Type, Int32Type, Int64Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type};
+use arrow::datatypes::{
+    Float64Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
@@ -62,7 +65,9 @@ fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array> {
     batch
         .column_by_name(name)
         .map(|c| c.as_ref())
-        .ok_or_else(|| Error::Corrupt { what: format!("batch has no column `{name}`") })
+        .ok_or_else(|| Error::Corrupt {
+            what: format!("batch has no column `{name}`"),
+        })
 }
 
 macro_rules! typed_col {
@@ -95,7 +100,11 @@ impl<'a> Cols<'a> {
             http_user_agent: typed_col!(b, col::HTTP_USER_AGENT, as_string_opt::<i32>),
             http_client_ip: typed_col!(b, col::HTTP_CLIENT_IP, as_string_opt::<i32>),
             http_status: typed_col!(b, col::HTTP_STATUS, as_primitive_opt::<Int32Type>),
-            http_content_length: typed_col!(b, col::HTTP_CONTENT_LENGTH, as_primitive_opt::<Int64Type>),
+            http_content_length: typed_col!(
+                b,
+                col::HTTP_CONTENT_LENGTH,
+                as_primitive_opt::<Int64Type>
+            ),
             user: typed_col!(b, col::USER, as_string_opt::<i32>),
             annotations: typed_col!(b, col::ANNOTATIONS, as_list_opt::<i32>),
             aws: typed_col!(b, col::AWS, as_string_opt::<i32>),
@@ -114,7 +123,9 @@ fn opt_str(a: &StringArray, i: usize) -> Option<&str> {
 }
 
 fn parse_json(text: &str, what: &str) -> Result<Value> {
-    serde_json::from_str(text).map_err(|e| Error::Corrupt { what: format!("stored `{what}` is not JSON: {e}") })
+    serde_json::from_str(text).map_err(|e| Error::Corrupt {
+        what: format!("stored `{what}` is not JSON: {e}"),
+    })
 }
 
 fn number(v: f64) -> Value {
@@ -141,8 +152,9 @@ pub fn rebuild(batches: &[RecordBatch]) -> Result<Vec<RebuiltDocument>> {
     let mut docs: HashMap<(TraceId, u64), Vec<RowRef>> = HashMap::new();
     for (bi, c) in cols.iter().enumerate() {
         for r in 0..c.id.len() {
-            let trace = TraceId::from_slice(c.trace_id.value(r))
-                .ok_or_else(|| Error::Corrupt { what: "trace_id is not 16 bytes".into() })?;
+            let trace = TraceId::from_slice(c.trace_id.value(r)).ok_or_else(|| Error::Corrupt {
+                what: "trace_id is not 16 bytes".into(),
+            })?;
             let key = (trace, c.segment_id.value(r));
             let entry = docs.entry(key).or_insert_with(|| {
                 order.push(key);
@@ -159,20 +171,23 @@ pub fn rebuild(batches: &[RecordBatch]) -> Result<Vec<RebuiltDocument>> {
     }
     let mut out = Vec::with_capacity(order.len());
     for key in order {
-        let Some(mut rows) = docs.remove(&key) else { continue };
+        let Some(mut rows) = docs.remove(&key) else {
+            continue;
+        };
         rows.sort_by_key(|r| r.pos);
         // Build objects bottom-up: children are later in pre-order than their parent.
         let mut objs: Vec<Option<Map<String, Value>>> = Vec::with_capacity(rows.len());
         for r in &rows {
             objs.push(Some(node_object(&cols[r.batch], r.row, r.pos == 0)?));
         }
-        let index_of: HashMap<u64, usize> = rows.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
+        let index_of: HashMap<u64, usize> =
+            rows.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
         let mut children: Vec<Vec<usize>> = vec![Vec::new(); rows.len()];
         for (i, r) in rows.iter().enumerate().skip(1) {
-            if let Some(&p) = r.parent.and_then(|p| index_of.get(&p)) {
-                if p < i {
-                    children[p].push(i);
-                }
+            if let Some(&p) = r.parent.and_then(|p| index_of.get(&p))
+                && p < i
+            {
+                children[p].push(i);
             }
         }
         for i in (0..rows.len()).rev() {
@@ -190,8 +205,14 @@ pub fn rebuild(batches: &[RecordBatch]) -> Result<Vec<RebuiltDocument>> {
                 obj.insert("subsegments".into(), Value::Array(subs));
             }
         }
-        let Some(Some(root)) = objs.into_iter().next() else { continue };
-        out.push(RebuiltDocument { trace_id: key.0, id: SegmentId(key.1), json: Value::Object(root) });
+        let Some(Some(root)) = objs.into_iter().next() else {
+            continue;
+        };
+        out.push(RebuiltDocument {
+            trace_id: key.0,
+            id: SegmentId(key.1),
+            json: Value::Object(root),
+        });
     }
     Ok(out)
 }
@@ -207,14 +228,23 @@ fn node_object(c: &Cols<'_>, r: usize, is_root: bool) -> Result<Map<String, Valu
         o.insert("trace_id".into(), trace.to_string().into());
     }
     if c.parent_id.is_valid(r) && (is_root || bits & presence::PARENT_ID != 0) {
-        o.insert("parent_id".into(), SegmentId(c.parent_id.value(r)).to_string().into());
+        o.insert(
+            "parent_id".into(),
+            SegmentId(c.parent_id.value(r)).to_string().into(),
+        );
     }
     if independent || bits & presence::TYPE != 0 {
         o.insert("type".into(), "subsegment".into());
     }
-    o.insert("start_time".into(), number_f(time::ns_to_seconds(c.start_ns.value(r))));
+    o.insert(
+        "start_time".into(),
+        number_f(time::ns_to_seconds(c.start_ns.value(r))),
+    );
     if c.end_ns.is_valid(r) {
-        o.insert("end_time".into(), number_f(time::ns_to_seconds(c.end_ns.value(r))));
+        o.insert(
+            "end_time".into(),
+            number_f(time::ns_to_seconds(c.end_ns.value(r))),
+        );
     }
     for (bit, name, arr) in [
         (presence::IN_PROGRESS, "in_progress", c.in_progress),
@@ -253,7 +283,10 @@ fn node_object(c: &Cols<'_>, r: usize, is_root: bool) -> Result<Map<String, Valu
         resp.insert("status".into(), c.http_status.value(r).into());
     }
     if c.http_content_length.is_valid(r) {
-        resp.insert("content_length".into(), c.http_content_length.value(r).into());
+        resp.insert(
+            "content_length".into(),
+            c.http_content_length.value(r).into(),
+        );
     }
     if !req.is_empty() || !resp.is_empty() {
         let mut http = Map::new();
@@ -267,15 +300,17 @@ fn node_object(c: &Cols<'_>, r: usize, is_root: bool) -> Result<Map<String, Valu
     }
     if c.annotations.is_valid(r) {
         let list = c.annotations.value(r);
-        let s: &StructArray = list
-            .as_struct_opt()
-            .ok_or_else(|| Error::Corrupt { what: "annotations are not a list of structs".into() })?;
+        let s: &StructArray = list.as_struct_opt().ok_or_else(|| Error::Corrupt {
+            what: "annotations are not a list of structs".into(),
+        })?;
         let keys = s.column(0).as_string_opt::<i32>();
         let strs = s.column(1).as_string_opt::<i32>();
         let nums: Option<&Float64Array> = s.column(2).as_primitive_opt::<Float64Type>();
         let bools = s.column(3).as_boolean_opt();
         let (Some(keys), Some(strs), Some(nums), Some(bools)) = (keys, strs, nums, bools) else {
-            return Err(Error::Corrupt { what: "annotation entries have unexpected types".into() });
+            return Err(Error::Corrupt {
+                what: "annotation entries have unexpected types".into(),
+            });
         };
         let mut m = Map::new();
         for i in 0..s.len() {
@@ -292,7 +327,12 @@ fn node_object(c: &Cols<'_>, r: usize, is_root: bool) -> Result<Map<String, Valu
         }
         o.insert("annotations".into(), Value::Object(m));
     }
-    for (name, arr) in [("aws", c.aws), ("cause", c.cause), ("sql", c.sql), ("metadata", c.metadata)] {
+    for (name, arr) in [
+        ("aws", c.aws),
+        ("cause", c.cause),
+        ("sql", c.sql),
+        ("metadata", c.metadata),
+    ] {
         if let Some(t) = opt_str(arr, r) {
             o.insert(name.into(), parse_json(t, name)?);
         }
@@ -303,7 +343,11 @@ fn node_object(c: &Cols<'_>, r: usize, is_root: bool) -> Result<Map<String, Valu
     if let Some(t) = opt_str(c.extra, r) {
         match parse_json(t, "extra")? {
             Value::Object(extra) => merge(&mut o, extra),
-            _ => return Err(Error::Corrupt { what: "stored `extra` is not a JSON object".into() }),
+            _ => {
+                return Err(Error::Corrupt {
+                    what: "stored `extra` is not a JSON object".into(),
+                });
+            }
         }
     }
     Ok(o)
@@ -335,9 +379,13 @@ pub fn value_eq(a: &Value, b: &Value) -> bool {
                 _ => x.as_f64() == y.as_f64(),
             },
         },
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| value_eq(p, q)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| value_eq(p, q))
+        }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| value_eq(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| value_eq(v, w)))
         }
         _ => a == b,
     }

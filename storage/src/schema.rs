@@ -78,7 +78,11 @@ pub fn annotation_fields() -> Fields {
 
 /// The list item field of the `annotations` column.
 pub fn annotation_item() -> Arc<Field> {
-    Arc::new(Field::new("item", DataType::Struct(annotation_fields()), false))
+    Arc::new(Field::new(
+        "item",
+        DataType::Struct(annotation_fields()),
+        false,
+    ))
 }
 
 static SPANS: LazyLock<SchemaRef> = LazyLock::new(|| {

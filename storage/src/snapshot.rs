@@ -43,21 +43,43 @@ pub struct Resolution {
 impl Snapshot {
     /// Partitions in which rows may be duplicated.
     pub fn partitions_to_resolve(&self) -> BTreeSet<PartitionKey> {
-        let mut out: BTreeSet<PartitionKey> =
-            self.files.iter().filter(|f| f.shadows).map(|f| f.partition).collect();
-        out.extend(self.memory.iter().filter(|m| m.shadows).map(|m| m.partition));
+        let mut out: BTreeSet<PartitionKey> = self
+            .files
+            .iter()
+            .filter(|f| f.shadows)
+            .map(|f| f.partition)
+            .collect();
+        out.extend(
+            self.memory
+                .iter()
+                .filter(|m| m.shadows)
+                .map(|m| m.partition),
+        );
         out
     }
 
     /// Resolves upserts in one partition.
     pub fn resolve(&self, partition: PartitionKey) -> Result<Resolution> {
-        let files: Vec<&FileMeta> = self.files.iter().filter(|f| f.partition == partition).collect();
-        let mems: Vec<&RecordBatch> =
-            self.memory.iter().filter(|m| m.partition == partition).flat_map(|m| m.batches.iter()).collect();
+        let files: Vec<&FileMeta> = self
+            .files
+            .iter()
+            .filter(|f| f.partition == partition)
+            .collect();
+        let mems: Vec<&RecordBatch> = self
+            .memory
+            .iter()
+            .filter(|m| m.partition == partition)
+            .flat_map(|m| m.batches.iter())
+            .collect();
         // sources: files first, then memtable batches
-        let mut keys_per_source: Vec<Vec<RecordBatch>> = Vec::with_capacity(files.len() + mems.len());
+        let mut keys_per_source: Vec<Vec<RecordBatch>> =
+            Vec::with_capacity(files.len() + mems.len());
         for f in &files {
-            keys_per_source.push(datafile::read_columns(&self.root, f, Some(datafile::KEY_COLUMNS))?);
+            keys_per_source.push(datafile::read_columns(
+                &self.root,
+                f,
+                Some(datafile::KEY_COLUMNS),
+            )?);
         }
         for m in &mems {
             keys_per_source.push(vec![(*m).clone()]);
@@ -70,24 +92,35 @@ impl Snapshot {
                 let traces = b
                     .column_by_name(col::TRACE_ID)
                     .and_then(|c| c.as_fixed_size_binary_opt())
-                    .ok_or_else(|| Error::Corrupt { what: "trace_id column missing".into() })?;
+                    .ok_or_else(|| Error::Corrupt {
+                        what: "trace_id column missing".into(),
+                    })?;
                 let ids = b
                     .column_by_name(col::ID)
                     .and_then(|c| c.as_primitive_opt::<UInt64Type>())
-                    .ok_or_else(|| Error::Corrupt { what: "id column missing".into() })?;
+                    .ok_or_else(|| Error::Corrupt {
+                        what: "id column missing".into(),
+                    })?;
                 let ends = b
                     .column_by_name(col::END_NS)
-                    .ok_or_else(|| Error::Corrupt { what: "end_ns column missing".into() })?;
+                    .ok_or_else(|| Error::Corrupt {
+                        what: "end_ns column missing".into(),
+                    })?;
                 let revs = b
                     .column_by_name(col::REVISION)
                     .and_then(|c| c.as_primitive_opt::<UInt64Type>())
-                    .ok_or_else(|| Error::Corrupt { what: "revision column missing".into() })?;
+                    .ok_or_else(|| Error::Corrupt {
+                        what: "revision column missing".into(),
+                    })?;
                 for r in 0..b.num_rows() {
                     let key = RowKey {
                         trace_id: TraceId::from_slice(traces.value(r)).unwrap_or_default(),
                         id: ids.value(r),
                     };
-                    let v = RowVersion { complete: ends.is_valid(r), revision: revs.value(r) };
+                    let v = RowVersion {
+                        complete: ends.is_valid(r),
+                        revision: revs.value(r),
+                    };
                     let row = row_base + r;
                     match best.get(&key) {
                         Some(&(_, _, old)) if old >= v => {}
@@ -133,13 +166,17 @@ impl Snapshot {
         let mut out = Vec::new();
         for f in self.files.iter() {
             let batches = datafile::read_all(&self.root, f)?;
-            match resolutions.get(&f.partition).and_then(|r| r.file_keep.get(&f.id)) {
+            match resolutions
+                .get(&f.partition)
+                .and_then(|r| r.file_keep.get(&f.id))
+            {
                 None => out.extend(batches),
                 Some(keep) => {
                     let mut off = 0;
                     for b in batches {
                         let n = b.num_rows();
-                        let mask: BooleanArray = keep[off..off + n].iter().map(|x| Some(*x)).collect();
+                        let mask: BooleanArray =
+                            keep[off..off + n].iter().map(|x| Some(*x)).collect();
                         off += n;
                         out.push(filter_record_batch(&b, &mask)?);
                     }
@@ -162,7 +199,12 @@ impl Snapshot {
     /// Rows in the snapshot before resolution (files + memory).
     pub fn raw_rows(&self) -> u64 {
         let f: u64 = self.files.iter().map(|f| f.rows).sum();
-        let m: usize = self.memory.iter().flat_map(|m| m.batches.iter()).map(|b| b.num_rows()).sum();
+        let m: usize = self
+            .memory
+            .iter()
+            .flat_map(|m| m.batches.iter())
+            .map(|b| b.num_rows())
+            .sum();
         f + m as u64
     }
 }

@@ -140,7 +140,10 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("root", &self.shared.root).field("read_only", &self.shared.read_only).finish()
+        f.debug_struct("Store")
+            .field("root", &self.shared.root)
+            .field("read_only", &self.shared.read_only)
+            .finish()
     }
 }
 
@@ -158,10 +161,20 @@ impl Store {
         let root = root.as_ref().to_path_buf();
         fs::create_dir_all(&root).map_err(Error::io(&root))?;
         let lock_path = root.join(LOCK_FILE);
-        let lock_file = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(Error::io(&lock_path))?;
+        let lock_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(Error::io(&lock_path))?;
         match lock_file.try_lock() {
             Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: root, lock: lock_path }),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    path: root,
+                    lock: lock_path,
+                });
+            }
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path)(e)),
         }
         let manifest = manifest::load(&root)?;
@@ -199,7 +212,11 @@ impl Store {
         }
         let next_seq = flushed.max(stats.last_seq) + 1;
         if stats.records > 0 || stats.truncated_bytes > 0 {
-            tracing::info!(records = stats.records, truncated = stats.truncated_bytes, "replayed WAL");
+            tracing::info!(
+                records = stats.records,
+                truncated = stats.truncated_bytes,
+                "replayed WAL"
+            );
         }
         let wal = Wal::create(&wal_dir, next_seq)?;
         let since = (!memtable.is_empty()).then(Instant::now);
@@ -216,7 +233,11 @@ impl Store {
                 memtable_since: since,
                 blooms,
             })),
-            view: RwLock::new(View { manifest, files, frozen: Vec::new() }),
+            view: RwLock::new(View {
+                manifest,
+                files,
+                frozen: Vec::new(),
+            }),
             synced_seq: Mutex::new(next_seq - 1),
             flush_lock: Mutex::new(()),
             closed: AtomicBool::new(false),
@@ -228,7 +249,10 @@ impl Store {
             .name("tracelake-flush".into())
             .spawn(move || background(&bg))
             .map_err(Error::io("<flush thread>"))?;
-        Ok(Store { shared, background: Mutex::new(Some(handle)) })
+        Ok(Store {
+            shared,
+            background: Mutex::new(Some(handle)),
+        })
     }
 
     /// Opens a store read-only: the last committed manifest, no WAL replay, no lock. Works
@@ -236,7 +260,10 @@ impl Store {
     pub fn open_read_only(root: impl AsRef<Path>) -> Result<Store> {
         let root = root.as_ref().to_path_buf();
         if !root.is_dir() {
-            return Err(Error::io(&root)(std::io::Error::new(std::io::ErrorKind::NotFound, "no store directory")));
+            return Err(Error::io(&root)(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no store directory",
+            )));
         }
         let manifest = manifest::load(&root)?;
         let files = Arc::new(manifest.files.clone());
@@ -245,14 +272,21 @@ impl Store {
             options: StoreOptions::default(),
             read_only: true,
             write: None,
-            view: RwLock::new(View { manifest, files, frozen: Vec::new() }),
+            view: RwLock::new(View {
+                manifest,
+                files,
+                frozen: Vec::new(),
+            }),
             synced_seq: Mutex::new(0),
             flush_lock: Mutex::new(()),
             closed: AtomicBool::new(false),
             wake: (Mutex::new(false), Condvar::new()),
             _lock: None,
         });
-        Ok(Store { shared, background: Mutex::new(None) })
+        Ok(Store {
+            shared,
+            background: Mutex::new(None),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -274,7 +308,9 @@ impl Store {
         if s.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
-        let write = s.write.as_ref().ok_or(Error::ReadOnly { operation: "ingest" })?;
+        let write = s.write.as_ref().ok_or(Error::ReadOnly {
+            operation: "ingest",
+        })?;
         let pieces = framing::split(input);
         let mut report = IngestReport::default();
         let mut accepted = Vec::with_capacity(pieces.len());
@@ -305,7 +341,14 @@ impl Store {
         let flush_needed;
         {
             let mut w = lock(write);
-            let WriteState { wal, memtable, next_seq, written_seq, memtable_since, blooms } = &mut *w;
+            let WriteState {
+                wal,
+                memtable,
+                next_seq,
+                written_seq,
+                memtable_since,
+                blooms,
+            } = &mut *w;
             let first = *next_seq;
             for (i, (_, bytes)) in accepted.iter().enumerate() {
                 wal.append(first + i as u64, bytes);
@@ -322,14 +365,16 @@ impl Store {
                     view.frozen.iter().any(|f| f.contains(p, k))
                         || may_exist_in_files(&s.root, &by_part, blooms, p, k)
                 };
-                report.rows += memtable.insert(p, doc, bytes.len(), first + i as u64, &mut older)?;
+                report.rows +=
+                    memtable.insert(p, doc, bytes.len(), first + i as u64, &mut older)?;
             }
             drop(view);
             report.accepted = accepted.len();
             if memtable_since.is_none() {
                 *memtable_since = Some(Instant::now());
             }
-            flush_needed = memtable.rows() >= s.options.flush_rows || memtable.bytes() >= s.options.flush_bytes;
+            flush_needed = memtable.rows() >= s.options.flush_rows
+                || memtable.bytes() >= s.options.flush_bytes;
         }
         if s.options.durability == Durability::Sync {
             self.sync_up_to(last_seq)?;
@@ -347,7 +392,9 @@ impl Store {
         if *synced >= seq {
             return Ok(());
         }
-        let Some(write) = s.write.as_ref() else { return Ok(()) };
+        let Some(write) = s.write.as_ref() else {
+            return Ok(());
+        };
         let ((file, path), target) = {
             let w = lock(write);
             (w.wal.sync_handle(), w.written_seq)
@@ -374,7 +421,11 @@ impl Store {
         match &s.write {
             None => {
                 let v = s.view.read().unwrap_or_else(|e| e.into_inner());
-                Ok(Snapshot { root: s.root.clone(), files: Arc::clone(&v.files), memory: Vec::new() })
+                Ok(Snapshot {
+                    root: s.root.clone(),
+                    files: Arc::clone(&v.files),
+                    memory: Vec::new(),
+                })
             }
             Some(write) => {
                 let mut w = lock(write);
@@ -384,7 +435,11 @@ impl Store {
                     memory.extend(f.rows());
                 }
                 memory.extend(w.memtable.snapshot()?);
-                Ok(Snapshot { root: s.root.clone(), files: Arc::clone(&v.files), memory })
+                Ok(Snapshot {
+                    root: s.root.clone(),
+                    files: Arc::clone(&v.files),
+                    memory,
+                })
             }
         }
     }
@@ -457,21 +512,24 @@ fn may_exist_in_files(
     p: PartitionKey,
     key: &RowKey,
 ) -> bool {
-    let Some(files) = by_part.get(&p) else { return false };
+    let Some(files) = by_part.get(&p) else {
+        return false;
+    };
     for f in files {
-        if !blooms.contains_key(&f.id) {
-            match datafile::id_bloom_filters(root, f) {
-                Ok(b) => {
-                    blooms.insert(f.id, b);
-                }
-                Err(e) => {
-                    // Without the filter we must assume a duplicate: readers resolve.
-                    tracing::warn!(file = %f.path, error = %e, "cannot read id bloom filter");
-                    return true;
+        let filters = match blooms.entry(f.id) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                match datafile::id_bloom_filters(root, f) {
+                    Ok(b) => v.insert(b),
+                    Err(e) => {
+                        // Without the filter we must assume a duplicate: readers resolve.
+                        tracing::warn!(file = %f.path, error = %e, "cannot read id bloom filter");
+                        return true;
+                    }
                 }
             }
-        }
-        if blooms.get(&f.id).is_some_and(|b| datafile::blooms_may_contain(b, key.id)) {
+        };
+        if datafile::blooms_may_contain(filters, key.id) {
             return true;
         }
     }
@@ -479,7 +537,9 @@ fn may_exist_in_files(
 }
 
 fn flush(s: &Shared) -> Result<()> {
-    let Some(write) = s.write.as_ref() else { return Err(Error::ReadOnly { operation: "flush" }) };
+    let Some(write) = s.write.as_ref() else {
+        return Err(Error::ReadOnly { operation: "flush" });
+    };
     let _one = lock(&s.flush_lock);
     {
         let mut w = lock(write);
@@ -489,13 +549,23 @@ fn flush(s: &Shared) -> Result<()> {
             let next = w.next_seq;
             w.wal.rotate(next)?;
             w.memtable_since = None;
-            s.view.write().unwrap_or_else(|e| e.into_inner()).frozen.push(frozen);
+            s.view
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .frozen
+                .push(frozen);
         }
     }
     // Oldest first; a failure leaves the rest frozen (still visible, still in the WAL)
     // for the next flush to retry.
     loop {
-        let next = s.view.read().unwrap_or_else(|e| e.into_inner()).frozen.first().cloned();
+        let next = s
+            .view
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .frozen
+            .first()
+            .cloned();
         let Some(frozen) = next else { break };
         write_frozen(s, &frozen)?;
     }
@@ -506,7 +576,12 @@ fn flush(s: &Shared) -> Result<()> {
 
 fn write_frozen(s: &Shared, frozen: &Arc<Frozen>) -> Result<()> {
     // Write the files outside every lock.
-    let mut next_id = s.view.read().unwrap_or_else(|e| e.into_inner()).manifest.next_file_id;
+    let mut next_id = s
+        .view
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .manifest
+        .next_file_id;
     let mut new_files = Vec::new();
     for (p, part) in &frozen.partitions {
         if part.batches.iter().all(|b| b.num_rows() == 0) {
@@ -568,18 +643,26 @@ fn background(s: &Shared) {
             let (m, cv) = &s.wake;
             let mut woken = lock(m);
             if !*woken {
-                woken = cv.wait_timeout(woken, tick).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
+                woken = cv
+                    .wait_timeout(woken, tick)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|e| e.into_inner().0);
             }
             *woken = false;
         }
         if s.closed.load(Ordering::Acquire) {
             return;
         }
-        let Some(write) = s.write.as_ref() else { return };
+        let Some(write) = s.write.as_ref() else {
+            return;
+        };
         let (due, sync) = {
             let w = lock(write);
-            let by_size = w.memtable.rows() >= s.options.flush_rows || w.memtable.bytes() >= s.options.flush_bytes;
-            let by_age = w.memtable_since.is_some_and(|t| t.elapsed() >= s.options.flush_age);
+            let by_size = w.memtable.rows() >= s.options.flush_rows
+                || w.memtable.bytes() >= s.options.flush_bytes;
+            let by_age = w
+                .memtable_since
+                .is_some_and(|t| t.elapsed() >= s.options.flush_age);
             (by_size || by_age, w.wal.sync_handle())
         };
         if matches!(s.options.durability, Durability::Interval(_)) {
@@ -588,10 +671,8 @@ fn background(s: &Shared) {
                 tracing::error!(file = %path.display(), error = %e, "WAL fsync failed");
             }
         }
-        if due {
-            if let Err(e) = flush(s) {
-                tracing::error!(error = %e, "flush failed; documents stay in the WAL and memtable");
-            }
+        if due && let Err(e) = flush(s) {
+            tracing::error!(error = %e, "flush failed; documents stay in the WAL and memtable");
         }
     }
 }

@@ -56,7 +56,11 @@ fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
         let entry = entry.map_err(Error::io(dir))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if let Some(seq) = name.strip_prefix("wal-").and_then(|n| n.strip_suffix(".log")).and_then(|n| n.parse().ok()) {
+        if let Some(seq) = name
+            .strip_prefix("wal-")
+            .and_then(|n| n.strip_suffix(".log"))
+            .and_then(|n| n.parse().ok())
+        {
             out.push((seq, entry.path()));
         }
     }
@@ -71,7 +75,9 @@ pub fn replay(dir: &Path, repair: bool, mut f: impl FnMut(u64, &[u8])) -> Result
     for (_, path) in list(dir)? {
         stats.files += 1;
         let mut data = Vec::new();
-        File::open(&path).and_then(|mut fh| fh.read_to_end(&mut data)).map_err(Error::io(&path))?;
+        File::open(&path)
+            .and_then(|mut fh| fh.read_to_end(&mut data))
+            .map_err(Error::io(&path))?;
         if data.len() < HEADER_LEN || &data[..5] != MAGIC {
             // A file cut before its header was written holds nothing acknowledged.
             if data.len() < HEADER_LEN && repair {
@@ -79,14 +85,22 @@ pub fn replay(dir: &Path, repair: bool, mut f: impl FnMut(u64, &[u8])) -> Result
                 stats.truncated_bytes += data.len() as u64;
                 continue;
             }
-            return Err(Error::Corrupt { what: format!("{} is not a Tracelake WAL file", path.display()) });
+            return Err(Error::Corrupt {
+                what: format!("{} is not a Tracelake WAL file", path.display()),
+            });
         }
         if data[5] != VERSION {
-            return Err(Error::UnsupportedFormatVersion { path, found: u32::from(data[5]), supported: u32::from(VERSION) });
+            return Err(Error::UnsupportedFormatVersion {
+                path,
+                found: u32::from(data[5]),
+                supported: u32::from(VERSION),
+            });
         }
         let mut pos = HEADER_LEN;
         while pos < data.len() {
-            let Some(rec) = read_record(&data[pos..]) else { break };
+            let Some(rec) = read_record(&data[pos..]) else {
+                break;
+            };
             let (seq, doc, len) = rec;
             f(seq, doc);
             stats.records += 1;
@@ -122,7 +136,10 @@ fn read_record(b: &[u8]) -> Option<(u64, &[u8], usize)> {
 }
 
 fn truncate(path: &Path, len: u64) -> Result<()> {
-    let f = OpenOptions::new().write(true).open(path).map_err(Error::io(path))?;
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(Error::io(path))?;
     f.set_len(len).map_err(Error::io(path))?;
     f.sync_all().map_err(Error::io(path))
 }
@@ -132,7 +149,14 @@ impl Wal {
     pub fn create(dir: &Path, next_seq: u64) -> Result<Wal> {
         fs::create_dir_all(dir).map_err(Error::io(dir))?;
         let (file, path) = new_file(dir, next_seq)?;
-        Ok(Wal { dir: dir.to_path_buf(), file: Arc::new(file), path, first_seq: next_seq, buf: Vec::new(), bytes: 0 })
+        Ok(Wal {
+            dir: dir.to_path_buf(),
+            file: Arc::new(file),
+            path,
+            first_seq: next_seq,
+            buf: Vec::new(),
+            bytes: 0,
+        })
     }
 
     /// Buffers one record; [`Wal::write`] hands the buffer to the OS.
@@ -152,7 +176,9 @@ impl Wal {
         if self.buf.is_empty() {
             return Ok(());
         }
-        (&*self.file).write_all(&self.buf).map_err(Error::io(&self.path))?;
+        (&*self.file)
+            .write_all(&self.buf)
+            .map_err(Error::io(&self.path))?;
         self.bytes += self.buf.len() as u64;
         self.buf.clear();
         Ok(())
@@ -193,7 +219,11 @@ impl Wal {
 
 fn new_file(dir: &Path, first_seq: u64) -> Result<(File, PathBuf)> {
     let path = dir.join(file_name(first_seq));
-    let mut f = OpenOptions::new().create(true).append(true).open(&path).map_err(Error::io(&path))?;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(Error::io(&path))?;
     if f.seek(SeekFrom::End(0)).map_err(Error::io(&path))? == 0 {
         let mut header = [0u8; HEADER_LEN];
         header[..5].copy_from_slice(MAGIC);
@@ -201,7 +231,9 @@ fn new_file(dir: &Path, first_seq: u64) -> Result<(File, PathBuf)> {
         f.write_all(&header).map_err(Error::io(&path))?;
     }
     f.sync_all().map_err(Error::io(&path))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(Error::io(dir))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io(dir))?;
     Ok((f, path))
 }
 
@@ -232,7 +264,10 @@ mod tests {
         let len = fs::metadata(&last).unwrap().len();
         truncate(&last, len - 4).unwrap();
         let (got, stats) = read_all(&dir);
-        assert_eq!(got, vec![(1, b"{\"a\":1}".to_vec()), (2, b"{\"b\":2}".to_vec())]);
+        assert_eq!(
+            got,
+            vec![(1, b"{\"a\":1}".to_vec()), (2, b"{\"b\":2}".to_vec())]
+        );
         assert_eq!(stats.truncated_bytes, len - 4 - HEADER_LEN as u64);
         // the repaired file replays cleanly
         let (again, stats) = read_all(&dir);

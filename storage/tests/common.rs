@@ -1,4 +1,6 @@
 //! Helpers shared by the storage integration tests.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -12,7 +14,8 @@ pub(crate) fn shared() -> PathBuf {
 
 /// The SDK corpus as document texts (datagram header removed).
 pub(crate) fn sdk_documents() -> Vec<String> {
-    let data = std::fs::read_to_string(shared().join("fixtures/sdk-python/datagrams.jsonl")).unwrap();
+    let data =
+        std::fs::read_to_string(shared().join("fixtures/sdk-python/datagrams.jsonl")).unwrap();
     data.lines()
         .map(|line| {
             let datagram: String = serde_json::from_str(line).unwrap();
@@ -36,7 +39,10 @@ pub(crate) fn count_nodes(v: &Value) -> usize {
 pub(crate) fn winners(docs: &[Value]) -> HashMap<(String, String), Value> {
     let mut out: HashMap<(String, String), Value> = HashMap::new();
     for d in docs {
-        let key = (d["trace_id"].as_str().unwrap().to_owned(), d["id"].as_str().unwrap().to_owned());
+        let key = (
+            d["trace_id"].as_str().unwrap().to_owned(),
+            d["id"].as_str().unwrap().to_owned(),
+        );
         let complete = d.get("end_time").is_some();
         match out.get(&key) {
             Some(old) if old.get("end_time").is_some() && !complete => {}

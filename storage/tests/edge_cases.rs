@@ -2,6 +2,8 @@
 //! documents. Every valid document is stored and rebuilds value-equal; every invalid one
 //! is rejected with its own code; nothing else is lost.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::collections::HashMap;
@@ -12,7 +14,8 @@ use tracelake_storage::{Store, StoreOptions};
 
 fn cases() -> Vec<(String, String, String)> {
     let dir = common::shared().join("fixtures/edge");
-    let cases: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
+    let cases: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
     cases["cases"]
         .as_array()
         .unwrap()
@@ -33,15 +36,24 @@ fn check(body: &[u8], order: &[(String, String, String)], valid_extra: &[Value])
     let mut accepted_docs = Vec::new();
     for (i, (file, expect, text)) in order.iter().enumerate() {
         if expect == "accept" {
-            assert!(!rejected.contains_key(&i), "{file} was rejected: {:?}", rejected.get(&i));
+            assert!(
+                !rejected.contains_key(&i),
+                "{file} was rejected: {:?}",
+                rejected.get(&i)
+            );
             accepted_docs.push(serde_json::from_str::<Value>(text).unwrap());
         } else {
-            let r = rejected.get(&i).unwrap_or_else(|| panic!("{file} was accepted, expected {expect}"));
+            let r = rejected
+                .get(&i)
+                .unwrap_or_else(|| panic!("{file} was accepted, expected {expect}"));
             assert_eq!(r.code.as_str(), expect, "{file}: {}", r.message);
             assert!(!r.message.is_empty());
         }
     }
-    assert_eq!(report.rejected.len(), order.iter().filter(|c| c.1 != "accept").count());
+    assert_eq!(
+        report.rejected.len(),
+        order.iter().filter(|c| c.1 != "accept").count()
+    );
     assert_eq!(report.accepted, accepted_docs.len() + valid_extra.len());
     accepted_docs.extend(valid_extra.iter().cloned());
 
@@ -58,7 +70,12 @@ fn check(body: &[u8], order: &[(String, String, String)], valid_extra: &[Value])
         assert!(value_eq(g, v), "{k:?}:\n got {g}\nwant {v}");
     }
     // the in-progress document was replaced by its completion
-    let ip = got.get(&("1-6b0143fc-5a02990aabf3c62c483652dd".into(), "70de5b6f19ff9a0b".into())).unwrap();
+    let ip = got
+        .get(&(
+            "1-6b0143fc-5a02990aabf3c62c483652dd".into(),
+            "70de5b6f19ff9a0b".into(),
+        ))
+        .unwrap();
     assert!(ip.get("end_time").is_some() && ip.get("in_progress").is_none());
 }
 
@@ -68,8 +85,10 @@ fn every_case_gets_its_outcome_in_one_put_trace_segments_body() {
     let sdk: Vec<String> = common::sdk_documents().into_iter().take(50).collect();
     // valid SDK documents around the edge cases
     let mut texts: Vec<String> = sdk[..25].to_vec();
-    let mut order: Vec<(String, String, String)> =
-        texts.iter().map(|t| ("sdk".to_owned(), "accept".to_owned(), t.clone())).collect();
+    let mut order: Vec<(String, String, String)> = texts
+        .iter()
+        .map(|t| ("sdk".to_owned(), "accept".to_owned(), t.clone()))
+        .collect();
     for c in &cases {
         texts.push(c.2.clone());
         order.push(c.clone());

@@ -1,5 +1,7 @@
 //! Property test: random documents -> rows -> documents is the identity (value-equal).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use tracelake_storage::flatten::SpanBuilder;
@@ -108,18 +110,28 @@ fn members() -> impl Strategy<Value = Map<String, Value>> {
 }
 
 fn times() -> impl Strategy<Value = (f64, Option<f64>)> {
-    (1_700_000_000_000_000i64..1_900_000_000_000_000, prop::option::of(0i64..10_000_000), 0u8..10).prop_map(
-        |(us, dur, tenth)| {
+    (
+        1_700_000_000_000_000i64..1_900_000_000_000_000,
+        prop::option::of(0i64..10_000_000),
+        0u8..10,
+    )
+        .prop_map(|(us, dur, tenth)| {
             let start = us as f64 / 1e6 + f64::from(tenth) * 1e-7;
             (start, dur.map(|d| start + d as f64 / 1e6))
-        },
-    )
+        })
 }
 
 fn node(depth: u32) -> BoxedStrategy<Value> {
-    let base = (hex16(), "[a-zA-Z][a-zA-Z0-9 _.:/-]{0,15}", times(), members(), any::<u8>());
+    let base = (
+        hex16(),
+        "[a-zA-Z][a-zA-Z0-9 _.:/-]{0,15}",
+        times(),
+        members(),
+        any::<u8>(),
+    );
     if depth == 0 {
-        base.prop_map(|(id, name, t, m, flags)| make_node(id, name, t, m, flags, vec![])).boxed()
+        base.prop_map(|(id, name, t, m, flags)| make_node(id, name, t, m, flags, vec![]))
+            .boxed()
     } else {
         (base, prop::collection::vec(node(depth - 1), 0..3))
             .prop_map(|((id, name, t, m, flags), subs)| make_node(id, name, t, m, flags, subs))
@@ -127,7 +139,14 @@ fn node(depth: u32) -> BoxedStrategy<Value> {
     }
 }
 
-fn make_node(id: String, name: String, (start, end): (f64, Option<f64>), mut m: Map<String, Value>, flags: u8, subs: Vec<Value>) -> Value {
+fn make_node(
+    id: String,
+    name: String,
+    (start, end): (f64, Option<f64>),
+    mut m: Map<String, Value>,
+    flags: u8,
+    subs: Vec<Value>,
+) -> Value {
     m.insert("id".into(), id.into());
     m.insert("name".into(), name.into());
     m.insert("start_time".into(), json!(start));
@@ -176,24 +195,33 @@ fn decorate(v: &mut Value, trace: &str, parent: Option<&str>, style: u8) {
 }
 
 fn document() -> impl Strategy<Value = Value> {
-    (node(3), any::<u8>(), prop::option::of(hex16()), "[0-9a-f]{24}").prop_map(|(mut doc, style, parent, rand)| {
-        let trace = format!("1-6b0143fc-{rand}");
-        decorate(&mut doc, &trace, None, style);
-        let m = doc.as_object_mut().unwrap();
-        m.insert("trace_id".into(), trace.into());
-        if let Some(p) = parent {
-            m.insert("parent_id".into(), p.into());
-            if style & 8 != 0 {
-                m.insert("type".into(), "subsegment".into());
+    (
+        node(3),
+        any::<u8>(),
+        prop::option::of(hex16()),
+        "[0-9a-f]{24}",
+    )
+        .prop_map(|(mut doc, style, parent, rand)| {
+            let trace = format!("1-6b0143fc-{rand}");
+            decorate(&mut doc, &trace, None, style);
+            let m = doc.as_object_mut().unwrap();
+            m.insert("trace_id".into(), trace.into());
+            if let Some(p) = parent {
+                m.insert("parent_id".into(), p.into());
+                if style & 8 != 0 {
+                    m.insert("type".into(), "subsegment".into());
+                }
             }
-        }
-        doc
-    })
+            doc
+        })
 }
 
 fn unique_ids(v: &Value, seen: &mut std::collections::HashSet<String>) -> bool {
     let ok = seen.insert(v["id"].as_str().unwrap_or_default().to_owned());
-    ok && v.get("subsegments").and_then(Value::as_array).is_none_or(|s| s.iter().all(|c| unique_ids(c, seen)))
+    ok && v
+        .get("subsegments")
+        .and_then(Value::as_array)
+        .is_none_or(|s| s.iter().all(|c| unique_ids(c, seen)))
 }
 
 proptest! {

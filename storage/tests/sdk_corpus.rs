@@ -1,6 +1,8 @@
 //! The real Python SDK corpus: every datagram is accepted, every segment and subsegment
 //! becomes one row, and every document rebuilds value-equal.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::collections::HashMap;
@@ -13,13 +15,20 @@ use tracelake_storage::{Store, StoreOptions};
 fn sdk_corpus_ingests_and_round_trips() {
     let tmp = tempfile::tempdir().unwrap();
     let raw = std::fs::read(common::shared().join("fixtures/sdk-python/datagrams.jsonl")).unwrap();
-    let docs: Vec<Value> = common::sdk_documents().iter().map(|d| serde_json::from_str(d).unwrap()).collect();
+    let docs: Vec<Value> = common::sdk_documents()
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
     assert_eq!(docs.len(), 9186);
     let expected_rows: usize = docs.iter().map(common::count_nodes).sum();
 
     let store = Store::open(tmp.path(), StoreOptions::default()).unwrap();
     let report = store.ingest(&raw).unwrap();
-    assert!(report.rejected.is_empty(), "rejections: {:?}", &report.rejected[..report.rejected.len().min(3)]);
+    assert!(
+        report.rejected.is_empty(),
+        "rejections: {:?}",
+        &report.rejected[..report.rejected.len().min(3)]
+    );
     assert_eq!(report.accepted, 9186);
     assert_eq!(report.rows, expected_rows);
 
@@ -35,8 +44,13 @@ fn sdk_corpus_ingests_and_round_trips() {
         let want = common::winners(&docs);
         assert_eq!(by_key.len(), want.len());
         for (k, v) in &want {
-            let got = by_key.get(k).unwrap_or_else(|| panic!("document {k:?} missing"));
-            assert!(value_eq(got, v), "document {k:?} differs:\n got {got}\nwant {v}");
+            let got = by_key
+                .get(k)
+                .unwrap_or_else(|| panic!("document {k:?} missing"));
+            assert!(
+                value_eq(got, v),
+                "document {k:?} differs:\n got {got}\nwant {v}"
+            );
         }
     };
     check(&store);

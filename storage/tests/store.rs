@@ -1,6 +1,8 @@
 //! Store behaviour: reopening, upserts across flushes, the single-writer lock and WAL
 //! damage.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::collections::BTreeSet;
@@ -62,7 +64,11 @@ fn reopen_gives_the_same_rows_after_close_flush_and_with_a_wal() {
     let store = Store::open(tmp2.path(), StoreOptions::default()).unwrap();
     store.ingest(&input[..input.len() / 2]).unwrap();
     store.flush().unwrap();
-    let half = input[..input.len() / 2].iter().rposition(|&b| b == b'\n').unwrap() + 1;
+    let half = input[..input.len() / 2]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .unwrap()
+        + 1;
     store.ingest(&input[half..]).unwrap();
     assert!(store.stats().memtable_rows > 0);
     // A crash: the directory as it is now (WAL fsynced, memtable not flushed), lock
@@ -114,7 +120,10 @@ fn ingesting_twice_and_completing_fragments_leave_one_row_per_key() {
     assert_eq!(keys(&store.snapshot().unwrap().read_all().unwrap()), once);
     store.flush().unwrap();
     let snap = store.snapshot().unwrap();
-    assert!(!snap.partitions_to_resolve().is_empty(), "re-sent rows are flagged");
+    assert!(
+        !snap.partitions_to_resolve().is_empty(),
+        "re-sent rows are flagged"
+    );
     assert_eq!(keys(&snap.read_all().unwrap()), once);
     let unique: BTreeSet<_> = once.iter().collect();
     assert_eq!(unique.len(), once.len());
@@ -131,7 +140,10 @@ fn ingesting_twice_and_completing_fragments_leave_one_row_per_key() {
     for _ in 0..2 {
         let rows = store.snapshot().unwrap().read_all().unwrap();
         let docs = tracelake_storage::rebuild::rebuild(&rows).unwrap();
-        let frag: Vec<_> = docs.iter().filter(|d| d.id.to_string() == "70de5b6f19ff9a0b").collect();
+        let frag: Vec<_> = docs
+            .iter()
+            .filter(|d| d.id.to_string() == "70de5b6f19ff9a0b")
+            .collect();
         assert_eq!(frag.len(), 1);
         assert!(frag[0].json.get("end_time").is_some());
         store.flush().unwrap();
@@ -148,7 +160,10 @@ fn a_second_writer_is_refused_and_a_reader_is_not() {
     assert_eq!(err.kind(), ErrorKind::Locked);
     assert!(err.to_string().contains("read-only"), "{err}");
     let ro = Store::open_read_only(tmp.path()).unwrap();
-    assert_eq!(ro.snapshot().unwrap().raw_rows(), store.snapshot().unwrap().raw_rows());
+    assert_eq!(
+        ro.snapshot().unwrap().raw_rows(),
+        store.snapshot().unwrap().raw_rows()
+    );
     assert_eq!(ro.ingest(b"{}").unwrap_err().kind(), ErrorKind::ReadOnly);
 }
 
@@ -163,9 +178,16 @@ fn a_torn_wal_tail_is_truncated_on_open() {
     }
     std::fs::remove_file(copy.path().join("LOCK")).unwrap();
     // tear the newest WAL file mid-record
-    let mut wals: Vec<_> = std::fs::read_dir(copy.path().join("wal")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut wals: Vec<_> = std::fs::read_dir(copy.path().join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     wals.sort();
-    let last = wals.iter().rev().find(|p| std::fs::metadata(p).unwrap().len() > 100).unwrap();
+    let last = wals
+        .iter()
+        .rev()
+        .find(|p| std::fs::metadata(p).unwrap().len() > 100)
+        .unwrap();
     let len = std::fs::metadata(last).unwrap().len();
     let f = std::fs::OpenOptions::new().write(true).open(last).unwrap();
     f.set_len(len - 37).unwrap();

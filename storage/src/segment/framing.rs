@@ -50,7 +50,10 @@ fn split_into<'a>(input: &'a [u8], base: usize, out: &mut Vec<Piece<'a>>, nestin
                 } else {
                     format!("JSON syntax error at byte {}", base + err_at)
                 };
-                out.push(Piece { offset: base + start, doc: Err(Problem::new(RejectCode::InvalidJson, msg)) });
+                out.push(Piece {
+                    offset: base + start,
+                    doc: Err(Problem::new(RejectCode::InvalidJson, msg)),
+                });
                 bad_header = None;
                 pos = stop;
                 continue;
@@ -69,10 +72,16 @@ fn split_into<'a>(input: &'a [u8], base: usize, out: &mut Vec<Piece<'a>>, nestin
                         Ok(docs) => {
                             for d in docs {
                                 // The body's documents are strings holding JSON.
-                                out.push(Piece { offset: base + start, doc: Ok(Cow::Owned(d.into_bytes())) });
+                                out.push(Piece {
+                                    offset: base + start,
+                                    doc: Ok(Cow::Owned(d.into_bytes())),
+                                });
                             }
                         }
-                        Err(p) => out.push(Piece { offset: base + start, doc: Err(p) }),
+                        Err(p) => out.push(Piece {
+                            offset: base + start,
+                            doc: Err(p),
+                        }),
                     }
                     continue;
                 }
@@ -80,7 +89,10 @@ fn split_into<'a>(input: &'a [u8], base: usize, out: &mut Vec<Piece<'a>>, nestin
                     Some(p) => Err(p),
                     None => Ok(Cow::Borrowed(value)),
                 };
-                out.push(Piece { offset: base + start, doc });
+                out.push(Piece {
+                    offset: base + start,
+                    doc,
+                });
             }
             b'[' => split_array(value, base + start, out),
             b'"' if nesting < MAX_STRING_NESTING => match sonic_rs::from_slice::<String>(value) {
@@ -92,19 +104,28 @@ fn split_into<'a>(input: &'a [u8], base: usize, out: &mut Vec<Piece<'a>>, nestin
                             Ok(b) => Ok(Cow::Owned(b.into_owned())),
                             Err(e) => Err(e),
                         };
-                        out.push(Piece { offset: base + start, doc });
+                        out.push(Piece {
+                            offset: base + start,
+                            doc,
+                        });
                     }
                 }
                 Err(e) => out.push(Piece {
                     offset: base + start,
-                    doc: Err(Problem::new(RejectCode::InvalidJson, format!("bad JSON string: {e}"))),
+                    doc: Err(Problem::new(
+                        RejectCode::InvalidJson,
+                        format!("bad JSON string: {e}"),
+                    )),
                 }),
             },
             _ => out.push(Piece {
                 offset: base + start,
                 doc: Err(Problem::new(
                     RejectCode::InvalidSegment,
-                    format!("a segment document must be a JSON object, found `{}`", preview(value)),
+                    format!(
+                        "a segment document must be a JSON object, found `{}`",
+                        preview(value)
+                    ),
                 )),
             }),
         }
@@ -121,7 +142,10 @@ fn split_array<'a>(value: &'a [u8], base: usize, out: &mut Vec<Piece<'a>>) {
         }
         let start = pos;
         let Ok(end) = scan_value(value, start) else {
-            out.push(Piece { offset: base + start, doc: Err(Problem::new(RejectCode::InvalidJson, "bad array element")) });
+            out.push(Piece {
+                offset: base + start,
+                doc: Err(Problem::new(RejectCode::InvalidJson, "bad array element")),
+            });
             break;
         };
         let elem = &value[start..end];
@@ -133,10 +157,16 @@ fn split_array<'a>(value: &'a [u8], base: usize, out: &mut Vec<Piece<'a>>) {
             },
             _ => Err(Problem::new(
                 RejectCode::InvalidSegment,
-                format!("a segment document must be a JSON object, found `{}`", preview(elem)),
+                format!(
+                    "a segment document must be a JSON object, found `{}`",
+                    preview(elem)
+                ),
             )),
         };
-        out.push(Piece { offset: base + start, doc });
+        out.push(Piece {
+            offset: base + start,
+            doc,
+        });
         pos = skip_ws(value, end);
         if pos < value.len() && value[pos] == b',' {
             pos += 1;
@@ -163,13 +193,20 @@ fn as_header(value: &[u8]) -> Option<Result<(), Problem>> {
     }
     let h: Header = sonic_rs::from_slice(value).ok()?;
     use sonic_rs::JsonValueTrait;
-    let ok = h.format.as_str().is_some_and(|f| f.eq_ignore_ascii_case("json")) && h.version.as_u64() == Some(1);
+    let ok = h
+        .format
+        .as_str()
+        .is_some_and(|f| f.eq_ignore_ascii_case("json"))
+        && h.version.as_u64() == Some(1);
     Some(if ok {
         Ok(())
     } else {
         Err(Problem::new(
             RejectCode::InvalidHeader,
-            format!("daemon header {} is not {{\"format\":\"json\",\"version\":1}}", String::from_utf8_lossy(value)),
+            format!(
+                "daemon header {} is not {{\"format\":\"json\",\"version\":1}}",
+                String::from_utf8_lossy(value)
+            ),
         ))
     })
 }
@@ -218,7 +255,11 @@ fn scan_value(b: &[u8], start: usize) -> Result<usize, usize> {
     let mut i = start;
     loop {
         if i >= b.len() {
-            return if stack.is_empty() && i > start { Ok(i) } else { Err(b.len()) };
+            return if stack.is_empty() && i > start {
+                Ok(i)
+            } else {
+                Err(b.len())
+            };
         }
         match b[i] {
             b'"' => {
@@ -276,30 +317,62 @@ mod tests {
     fn docs(input: &str) -> Vec<Result<String, RejectCode>> {
         split(input.as_bytes())
             .into_iter()
-            .map(|p| p.doc.map(|d| String::from_utf8(d.into_owned()).unwrap()).map_err(|e| e.code))
+            .map(|p| {
+                p.doc
+                    .map(|d| String::from_utf8(d.into_owned()).unwrap())
+                    .map_err(|e| e.code)
+            })
             .collect()
     }
 
     #[test]
     fn framings() {
         assert_eq!(docs(r#"{"a":1}"#), vec![Ok(r#"{"a":1}"#.to_owned())]);
-        assert_eq!(docs("{\"a\":1}\n{\"b\":\"}\"}\n"), vec![Ok(r#"{"a":1}"#.into()), Ok(r#"{"b":"}"}"#.into())]);
-        assert_eq!(docs(r#"[{"a":1}, {"b":2}]"#), vec![Ok(r#"{"a":1}"#.into()), Ok(r#"{"b":2}"#.into())]);
-        assert_eq!(docs("{\"format\": \"json\", \"version\": 1}\n{\"a\":1}"), vec![Ok(r#"{"a":1}"#.into())]);
+        assert_eq!(
+            docs("{\"a\":1}\n{\"b\":\"}\"}\n"),
+            vec![Ok(r#"{"a":1}"#.into()), Ok(r#"{"b":"}"}"#.into())]
+        );
+        assert_eq!(
+            docs(r#"[{"a":1}, {"b":2}]"#),
+            vec![Ok(r#"{"a":1}"#.into()), Ok(r#"{"b":2}"#.into())]
+        );
+        assert_eq!(
+            docs("{\"format\": \"json\", \"version\": 1}\n{\"a\":1}"),
+            vec![Ok(r#"{"a":1}"#.into())]
+        );
         assert_eq!(
             docs(r#"{"TraceSegmentDocuments": ["{\"a\":1}", "{\"b\":"]}"#),
             vec![Ok(r#"{"a":1}"#.into()), Ok(r#"{"b":"#.into())]
         );
-        assert_eq!(docs(r#""{\"format\":\"json\",\"version\":1}\n{\"a\":1}""#), vec![Ok(r#"{"a":1}"#.into())]);
-        assert_eq!(docs("{\"format\":\"xml\",\"version\":1}\n{\"a\":1}"), vec![Err(RejectCode::InvalidHeader)]);
+        assert_eq!(
+            docs(r#""{\"format\":\"json\",\"version\":1}\n{\"a\":1}""#),
+            vec![Ok(r#"{"a":1}"#.into())]
+        );
+        assert_eq!(
+            docs("{\"format\":\"xml\",\"version\":1}\n{\"a\":1}"),
+            vec![Err(RejectCode::InvalidHeader)]
+        );
     }
 
     #[test]
     fn a_broken_document_costs_only_itself() {
         let got = docs("{\"a\": \"tru\n{\"b\":1}\n[1]\n");
-        assert_eq!(got, vec![Err(RejectCode::InvalidJson), Ok(r#"{"b":1}"#.into()), Err(RejectCode::InvalidSegment)]);
+        assert_eq!(
+            got,
+            vec![
+                Err(RejectCode::InvalidJson),
+                Ok(r#"{"b":1}"#.into()),
+                Err(RejectCode::InvalidSegment)
+            ]
+        );
         let got = docs("{\"b\":1}\n{\"a\": [1,");
-        assert_eq!(got, vec![Ok(r#"{"b":1}"#.into()), Err(RejectCode::InvalidJson)]);
-        assert_eq!(docs("42 {\"a\":1}"), vec![Err(RejectCode::InvalidSegment), Ok(r#"{"a":1}"#.into())]);
+        assert_eq!(
+            got,
+            vec![Ok(r#"{"b":1}"#.into()), Err(RejectCode::InvalidJson)]
+        );
+        assert_eq!(
+            docs("42 {\"a\":1}"),
+            vec![Err(RejectCode::InvalidSegment), Ok(r#"{"a":1}"#.into())]
+        );
     }
 }

@@ -32,14 +32,22 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_document_bytes: 64 * 1024, max_nesting_depth: 64, max_annotations: 50 }
+        Limits {
+            max_document_bytes: 64 * 1024,
+            max_nesting_depth: 64,
+            max_annotations: 50,
+        }
     }
 }
 
 impl Limits {
     /// Limits used when replaying the WAL: whatever was acknowledged is accepted again.
     pub fn unlimited() -> Self {
-        Limits { max_document_bytes: usize::MAX, max_nesting_depth: 200, max_annotations: usize::MAX }
+        Limits {
+            max_document_bytes: usize::MAX,
+            max_nesting_depth: 200,
+            max_annotations: usize::MAX,
+        }
     }
 }
 
@@ -106,7 +114,12 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(code: RejectCode, message: impl Into<String>) -> Self {
-        Problem { code, message: message.into(), id: None, trace_id: None }
+        Problem {
+            code,
+            message: message.into(),
+            id: None,
+            trace_id: None,
+        }
     }
 }
 
@@ -137,7 +150,11 @@ pub fn parse<'a>(bytes: &'a [u8], limits: &Limits) -> Result<LazyDocument<'a>, P
     if bytes.len() > limits.max_document_bytes {
         return Err(Problem::new(
             RejectCode::DocumentTooLarge,
-            format!("document is {} bytes, over the limit of {} bytes", bytes.len(), limits.max_document_bytes),
+            format!(
+                "document is {} bytes, over the limit of {} bytes",
+                bytes.len(),
+                limits.max_document_bytes
+            ),
         ));
     }
     check_is_object(bytes)?;
@@ -155,17 +172,22 @@ pub fn parse_serde_json<'a>(
     limits: &Limits,
 ) -> Result<Document<'a, &'a serde_json::value::RawValue>, Problem> {
     if bytes.len() > limits.max_document_bytes {
-        return Err(Problem::new(RejectCode::DocumentTooLarge, "document too large"));
+        return Err(Problem::new(
+            RejectCode::DocumentTooLarge,
+            "document too large",
+        ));
     }
     check_is_object(bytes)?;
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let seg = SegmentSeed::new(limits.max_nesting_depth)
         .deserialize(&mut de)
         .and_then(|s| de.end().map(|()| s))
-        .map_err(|e| match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-            Err(syntax) => Problem::new(RejectCode::InvalidJson, syntax.to_string()),
-            Ok(_) => Problem::new(RejectCode::InvalidSegment, e.to_string()),
-        })?;
+        .map_err(
+            |e| match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Err(syntax) => Problem::new(RejectCode::InvalidJson, syntax.to_string()),
+                Ok(_) => Problem::new(RejectCode::InvalidSegment, e.to_string()),
+            },
+        )?;
     validate(seg, limits)
 }
 
@@ -183,7 +205,10 @@ fn check_is_object(bytes: &[u8]) -> Result<(), Problem> {
                 Ok(_) => "null",
                 Err(_) => return Err(Problem::new(RejectCode::InvalidJson, "not valid JSON")),
             };
-            Err(Problem::new(RejectCode::InvalidSegment, format!("a segment document must be a JSON object, found {what}")))
+            Err(Problem::new(
+                RejectCode::InvalidSegment,
+                format!("a segment document must be a JSON object, found {what}"),
+            ))
         }
     }
 }
@@ -205,7 +230,10 @@ fn valid_segment_name(name: &str) -> bool {
         n += 1;
         let ok = c.is_alphanumeric()
             || c.is_whitespace()
-            || matches!(c, '_' | '.' | ':' | '/' | '%' | '&' | '#' | '=' | '+' | '\\' | '-' | '@');
+            || matches!(
+                c,
+                '_' | '.' | ':' | '/' | '%' | '&' | '#' | '=' | '+' | '\\' | '-' | '@'
+            );
         if !ok || n > SEGMENT_NAME_MAX {
             return false;
         }
@@ -222,7 +250,12 @@ pub fn validate<'a, B>(root: Segment<'a, B>, limits: &Limits) -> Result<Document
     };
     let independent = root.kind.as_deref() == Some("subsegment");
     let trace_id = match root.trace_id.as_deref() {
-        None => return Err(with_ids(Problem::new(RejectCode::MissingTraceId, "`trace_id` is required"), &root)),
+        None => {
+            return Err(with_ids(
+                Problem::new(RejectCode::MissingTraceId, "`trace_id` is required"),
+                &root,
+            ));
+        }
         Some(t) => TraceId::parse(t).ok_or_else(|| {
             with_ids(
                 Problem::new(
@@ -235,7 +268,10 @@ pub fn validate<'a, B>(root: Segment<'a, B>, limits: &Limits) -> Result<Document
     };
     if independent && root.parent_id.is_none() {
         return Err(with_ids(
-            Problem::new(RejectCode::MissingParentId, "an independent subsegment (`type: \"subsegment\"`) needs `parent_id`"),
+            Problem::new(
+                RejectCode::MissingParentId,
+                "an independent subsegment (`type: \"subsegment\"`) needs `parent_id`",
+            ),
             &root,
         ));
     }
@@ -243,28 +279,69 @@ pub fn validate<'a, B>(root: Segment<'a, B>, limits: &Limits) -> Result<Document
         return Err(with_ids(
             Problem::new(
                 RejectCode::NestingTooDeep,
-                format!("subsegments are nested deeper than the limit of {}", limits.max_nesting_depth),
+                format!(
+                    "subsegments are nested deeper than the limit of {}",
+                    limits.max_nesting_depth
+                ),
             ),
             &root,
         ));
     }
     let mut path = String::new();
     let id = check_node(&root, !independent, limits, &mut path).map_err(|p| with_ids(p, &root))?;
-    let start_ns = root.start_time.and_then(time::seconds_to_ns_lossy).unwrap_or(0);
-    Ok(Document { root, trace_id, id, independent, start_ns })
+    let start_ns = root
+        .start_time
+        .and_then(time::seconds_to_ns_lossy)
+        .unwrap_or(0);
+    Ok(Document {
+        root,
+        trace_id,
+        id,
+        independent,
+        start_ns,
+    })
 }
 
-fn check_node<B>(s: &Segment<'_, B>, is_segment: bool, limits: &Limits, path: &mut String) -> Result<SegmentId, Problem> {
-    let at = |field: &str, path: &str| if path.is_empty() { format!("`{field}`") } else { format!("`{path}.{field}`") };
+fn check_node<B>(
+    s: &Segment<'_, B>,
+    is_segment: bool,
+    limits: &Limits,
+    path: &mut String,
+) -> Result<SegmentId, Problem> {
+    let at = |field: &str, path: &str| {
+        if path.is_empty() {
+            format!("`{field}`")
+        } else {
+            format!("`{path}.{field}`")
+        }
+    };
     let id = match s.id.as_deref() {
-        None => return Err(Problem::new(RejectCode::MissingId, format!("{} is required", at("id", path)))),
+        None => {
+            return Err(Problem::new(
+                RejectCode::MissingId,
+                format!("{} is required", at("id", path)),
+            ));
+        }
         Some(i) => SegmentId::parse(i).ok_or_else(|| {
-            Problem::new(RejectCode::InvalidId, format!("{} {i:?} is not 16 hex digits", at("id", path)))
+            Problem::new(
+                RejectCode::InvalidId,
+                format!("{} {i:?} is not 16 hex digits", at("id", path)),
+            )
         })?,
     };
     match s.name.as_deref() {
-        None => return Err(Problem::new(RejectCode::InvalidName, format!("{} is required", at("name", path)))),
-        Some("") => return Err(Problem::new(RejectCode::InvalidName, format!("{} is empty", at("name", path)))),
+        None => {
+            return Err(Problem::new(
+                RejectCode::InvalidName,
+                format!("{} is required", at("name", path)),
+            ));
+        }
+        Some("") => {
+            return Err(Problem::new(
+                RejectCode::InvalidName,
+                format!("{} is empty", at("name", path)),
+            ));
+        }
         Some(n) if is_segment && !valid_segment_name(n) => {
             return Err(Problem::new(
                 RejectCode::InvalidName,
@@ -276,44 +353,68 @@ fn check_node<B>(s: &Segment<'_, B>, is_segment: bool, limits: &Limits, path: &m
         }
         Some(_) => {}
     }
-    if let Some(p) = s.parent_id.as_deref() {
-        if SegmentId::parse(p).is_none() {
-            return Err(Problem::new(RejectCode::InvalidId, format!("{} {p:?} is not 16 hex digits", at("parent_id", path))));
-        }
+    if let Some(p) = s.parent_id.as_deref()
+        && SegmentId::parse(p).is_none()
+    {
+        return Err(Problem::new(
+            RejectCode::InvalidId,
+            format!("{} {p:?} is not 16 hex digits", at("parent_id", path)),
+        ));
     }
     if let Some(ids) = &s.precursor_ids {
         for p in ids {
             if SegmentId::parse(p).is_none() {
                 return Err(Problem::new(
                     RejectCode::InvalidId,
-                    format!("{} holds {:?}, not 16 hex digits", at("precursor_ids", path), &**p),
+                    format!(
+                        "{} holds {:?}, not 16 hex digits",
+                        at("precursor_ids", path),
+                        &**p
+                    ),
                 ));
             }
         }
     }
     let start = match s.start_time {
-        None => return Err(Problem::new(RejectCode::MissingStartTime, format!("{} is required", at("start_time", path)))),
+        None => {
+            return Err(Problem::new(
+                RejectCode::MissingStartTime,
+                format!("{} is required", at("start_time", path)),
+            ));
+        }
         Some(t) => t,
     };
     if time::seconds_to_ns_lossy(start).is_none() {
-        return Err(Problem::new(RejectCode::InvalidSegment, format!("{} {start} is out of range", at("start_time", path))));
+        return Err(Problem::new(
+            RejectCode::InvalidSegment,
+            format!("{} {start} is out of range", at("start_time", path)),
+        ));
     }
     match (s.end_time, s.in_progress) {
         (None, Some(true)) => {}
         (None, _) => {
             return Err(Problem::new(
                 RejectCode::MissingEndTime,
-                format!("{} is required unless `in_progress` is true", at("end_time", path)),
+                format!(
+                    "{} is required unless `in_progress` is true",
+                    at("end_time", path)
+                ),
             ));
         }
         (Some(end), _) => {
             if time::seconds_to_ns_lossy(end).is_none() {
-                return Err(Problem::new(RejectCode::InvalidSegment, format!("{} {end} is out of range", at("end_time", path))));
+                return Err(Problem::new(
+                    RejectCode::InvalidSegment,
+                    format!("{} {end} is out of range", at("end_time", path)),
+                ));
             }
             if end < start {
                 return Err(Problem::new(
                     RejectCode::InvalidSegment,
-                    format!("{} {end} is earlier than `start_time` {start}", at("end_time", path)),
+                    format!(
+                        "{} {end} is earlier than `start_time` {start}",
+                        at("end_time", path)
+                    ),
                 ));
             }
         }
@@ -322,14 +423,22 @@ fn check_node<B>(s: &Segment<'_, B>, is_segment: bool, limits: &Limits, path: &m
         if anns.len() > limits.max_annotations {
             return Err(Problem::new(
                 RejectCode::TooManyAnnotations,
-                format!("{} has {} entries, over the limit of {}", at("annotations", path), anns.len(), limits.max_annotations),
+                format!(
+                    "{} has {} entries, over the limit of {}",
+                    at("annotations", path),
+                    anns.len(),
+                    limits.max_annotations
+                ),
             ));
         }
         for (k, v) in anns {
             if let AnnotationValue::Invalid(what) = v {
                 return Err(Problem::new(
                     RejectCode::InvalidAnnotation,
-                    format!("{} is {what}; annotation values are strings, numbers or booleans", at(&format!("annotations.{}", &**k), path)),
+                    format!(
+                        "{} is {what}; annotation values are strings, numbers or booleans",
+                        at(&format!("annotations.{}", &**k), path)
+                    ),
                 ));
             }
         }
@@ -354,7 +463,9 @@ mod tests {
     use super::*;
 
     fn code_of(json: &str) -> Option<RejectCode> {
-        parse(json.as_bytes(), &Limits::default()).err().map(|p| p.code)
+        parse(json.as_bytes(), &Limits::default())
+            .err()
+            .map(|p| p.code)
     }
 
     #[test]
@@ -377,7 +488,11 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(p.code, RejectCode::MissingEndTime);
-        assert!(p.message.contains("subsegments[0].end_time"), "{}", p.message);
+        assert!(
+            p.message.contains("subsegments[0].end_time"),
+            "{}",
+            p.message
+        );
         assert_eq!(p.id.as_deref(), Some("70de5b6f19ff9a0a"));
     }
 
@@ -386,18 +501,28 @@ mod tests {
         let t = r#""trace_id":"1-6b0143fc-5a02990aabf3c62c483652dd""#;
         assert_eq!(code_of("[1,2]"), Some(RejectCode::InvalidSegment));
         assert_eq!(code_of("{\"name\": \"a\""), Some(RejectCode::InvalidJson));
-        assert_eq!(code_of(&format!(r#"{{"name":"a",{t},"start_time":1,"end_time":2}}"#)), Some(RejectCode::MissingId));
         assert_eq!(
-            code_of(&format!(r#"{{"name":"a","id":5,{t},"start_time":1,"end_time":2}}"#)),
+            code_of(&format!(
+                r#"{{"name":"a",{t},"start_time":1,"end_time":2}}"#
+            )),
+            Some(RejectCode::MissingId)
+        );
+        assert_eq!(
+            code_of(&format!(
+                r#"{{"name":"a","id":5,{t},"start_time":1,"end_time":2}}"#
+            )),
             Some(RejectCode::InvalidSegment)
         );
         assert_eq!(
-            code_of(&format!(r#"{{"name":"a","id":"0000000000000001",{t},"start_time":1,"end_time":2,"annotations":{{"k":[1]}}}}"#)),
+            code_of(&format!(
+                r#"{{"name":"a","id":"0000000000000001",{t},"start_time":1,"end_time":2,"annotations":{{"k":[1]}}}}"#
+            )),
             Some(RejectCode::InvalidAnnotation)
         );
         let deep = format!(
             r#"{{"name":"a","id":"0000000000000001",{t},"start_time":1,"end_time":2,"subsegments":[{}]}}"#,
-            r#"{"name":"a","id":"0000000000000001","start_time":1,"end_time":2,"subsegments":["#.repeat(70)
+            r#"{"name":"a","id":"0000000000000001","start_time":1,"end_time":2,"subsegments":["#
+                .repeat(70)
                 + &"]}".repeat(70)
         );
         assert_eq!(code_of(&deep), Some(RejectCode::NestingTooDeep));

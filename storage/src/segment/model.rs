@@ -15,8 +15,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// Raw JSON text captured by a parser without building a value.
 pub trait RawJson<'de>: Deserialize<'de> {
@@ -196,7 +196,11 @@ pub(crate) struct SegmentSeed<B> {
 
 impl<B> SegmentSeed<B> {
     pub(crate) fn new(max_depth: usize) -> Self {
-        SegmentSeed { depth: 0, max_depth, _raw: PhantomData }
+        SegmentSeed {
+            depth: 0,
+            max_depth,
+            _raw: PhantomData,
+        }
     }
 }
 
@@ -207,7 +211,10 @@ fn field_err<E: de::Error>(field: &str, e: impl fmt::Display) -> E {
 /// Reads an optional typed value; `null` is remembered in `extra`.
 macro_rules! typed {
     ($map:ident, $key:ident, $extra:expr, $slot:expr, $ty:ty) => {{
-        match $map.next_value::<Option<$ty>>().map_err(|e| field_err(&$key, e))? {
+        match $map
+            .next_value::<Option<$ty>>()
+            .map_err(|e| field_err(&$key, e))?
+        {
             Some(v) => $slot = Some(v),
             None => $extra.push(($key, Extra::Null)),
         }
@@ -250,13 +257,19 @@ impl<'de, B: RawJson<'de>> Visitor<'de> for SegmentSeed<B> {
                 "traced" => typed!(map, key, s.extra, s.traced, bool),
                 "precursor_ids" => typed!(map, key, s.extra, s.precursor_ids, Vec<Str<'de>>),
                 "http" => {
-                    match map.next_value_seed(OptSeed(HttpSeed::<B>(PhantomData))).map_err(|e| field_err(&key, e))? {
+                    match map
+                        .next_value_seed(OptSeed(HttpSeed::<B>(PhantomData)))
+                        .map_err(|e| field_err(&key, e))?
+                    {
                         Some(v) => s.http = Some(v),
                         None => s.extra.push((key, Extra::Null)),
                     }
                 }
                 "annotations" => {
-                    match map.next_value_seed(OptSeed(AnnotationsSeed)).map_err(|e| field_err(&key, e))? {
+                    match map
+                        .next_value_seed(OptSeed(AnnotationsSeed))
+                        .map_err(|e| field_err(&key, e))?
+                    {
                         Some(v) => s.annotations = Some(v),
                         None => s.extra.push((key, Extra::Null)),
                     }
@@ -264,8 +277,12 @@ impl<'de, B: RawJson<'de>> Visitor<'de> for SegmentSeed<B> {
                 "aws" => s.aws = Some(map.next_value::<B>().map_err(|e| field_err(&key, e))?),
                 "cause" => s.cause = Some(map.next_value::<B>().map_err(|e| field_err(&key, e))?),
                 "sql" => s.sql = Some(map.next_value::<B>().map_err(|e| field_err(&key, e))?),
-                "metadata" => s.metadata = Some(map.next_value::<B>().map_err(|e| field_err(&key, e))?),
-                "service" => s.service = Some(map.next_value::<B>().map_err(|e| field_err(&key, e))?),
+                "metadata" => {
+                    s.metadata = Some(map.next_value::<B>().map_err(|e| field_err(&key, e))?)
+                }
+                "service" => {
+                    s.service = Some(map.next_value::<B>().map_err(|e| field_err(&key, e))?)
+                }
                 "links" => s.links = Some(map.next_value::<B>().map_err(|e| field_err(&key, e))?),
                 "subsegments" => {
                     if self.depth >= self.max_depth {
@@ -278,7 +295,10 @@ impl<'de, B: RawJson<'de>> Visitor<'de> for SegmentSeed<B> {
                             max_depth: self.max_depth,
                             _raw: PhantomData,
                         };
-                        match map.next_value_seed(OptSeed(seed)).map_err(|e| field_err(&key, e))? {
+                        match map
+                            .next_value_seed(OptSeed(seed))
+                            .map_err(|e| field_err(&key, e))?
+                        {
                             Some((subs, deep)) => {
                                 s.too_deep |= deep;
                                 s.subsegments = Some(subs);
@@ -288,7 +308,9 @@ impl<'de, B: RawJson<'de>> Visitor<'de> for SegmentSeed<B> {
                     }
                 }
                 _ => {
-                    let v = map.next_value::<Option<B>>().map_err(|e| field_err(&key, e))?;
+                    let v = map
+                        .next_value::<Option<B>>()
+                        .map_err(|e| field_err(&key, e))?;
                     s.extra.push((key, v.map_or(Extra::Null, Extra::Raw)));
                 }
             }
@@ -347,7 +369,11 @@ impl<'de, B: RawJson<'de>> Visitor<'de> for SubsegmentsSeed<B> {
         // Each level of nesting recurses; grow the stack on demand so deep (but
         // allowed) documents parse on any thread.
         while let Some(sub) = stacker::maybe_grow(64 * 1024, 1024 * 1024, || {
-            seq.next_element_seed(SegmentSeed::<B> { depth: self.depth, max_depth: self.max_depth, _raw: PhantomData })
+            seq.next_element_seed(SegmentSeed::<B> {
+                depth: self.depth,
+                max_depth: self.max_depth,
+                _raw: PhantomData,
+            })
         })? {
             deep |= sub.too_deep;
             out.push(sub);
@@ -371,14 +397,24 @@ impl<'de, B: RawJson<'de>> Visitor<'de> for HttpSeed<B> {
         f.write_str("an http object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut h = Http { request: None, response: None, extra: Vec::new() };
+        let mut h = Http {
+            request: None,
+            response: None,
+            extra: Vec::new(),
+        };
         while let Some(key) = map.next_key::<Str<'de>>()? {
             match &*key.0 {
-                "request" => match map.next_value_seed(OptSeed(RequestSeed::<B>(PhantomData))).map_err(|e| field_err(&key, e))? {
+                "request" => match map
+                    .next_value_seed(OptSeed(RequestSeed::<B>(PhantomData)))
+                    .map_err(|e| field_err(&key, e))?
+                {
                     Some(v) => h.request = Some(v),
                     None => h.extra.push((key, Extra::Null)),
                 },
-                "response" => match map.next_value_seed(OptSeed(ResponseSeed::<B>(PhantomData))).map_err(|e| field_err(&key, e))? {
+                "response" => match map
+                    .next_value_seed(OptSeed(ResponseSeed::<B>(PhantomData)))
+                    .map_err(|e| field_err(&key, e))?
+                {
                     Some(v) => h.response = Some(v),
                     None => h.extra.push((key, Extra::Null)),
                 },
@@ -449,7 +485,11 @@ impl<'de, B: RawJson<'de>> Visitor<'de> for ResponseSeed<B> {
         f.write_str("an http response object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut r = HttpResponse { status: None, content_length: None, extra: Vec::new() };
+        let mut r = HttpResponse {
+            status: None,
+            content_length: None,
+            extra: Vec::new(),
+        };
         while let Some(key) = map.next_key::<Str<'de>>()? {
             match &*key.0 {
                 "status" => typed!(map, key, r.extra, r.status, i64),

@@ -96,11 +96,21 @@ mod tests {
 
     #[test]
     fn sdk_times_are_exact() {
-        for v in [1795246291.2449157, 1795245052.254, 1.795245052254E9, 0.0, 1.5, 1e-7] {
+        for v in [
+            1795246291.2449157,
+            1795245052.254,
+            1.795245052254E9,
+            0.0,
+            1.5,
+            1e-7,
+        ] {
             let ns = seconds_to_ns(v).unwrap();
             assert_eq!(ns_to_seconds(ns), v, "{v}");
         }
-        assert_eq!(seconds_to_ns(1795245052.254), Some(1_795_245_052_254_000_000));
+        assert_eq!(
+            seconds_to_ns(1795245052.254),
+            Some(1_795_245_052_254_000_000)
+        );
         assert_eq!(seconds_to_ns(f64::NAN), None);
         assert_eq!(seconds_to_ns(1e300), None);
         // 12 decimals cannot be held in nanoseconds
