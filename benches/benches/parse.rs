@@ -10,12 +10,17 @@ use std::hint::black_box;
 use tracelake_storage::flatten::SpanBuilder;
 use tracelake_storage::segment::{self, Limits};
 
+/// The SDK corpus, or the JSON-lines file named by `TRACELAKE_BENCH_CORPUS` (for example
+/// `tracelake generate --count 20000`).
 fn corpus() -> Vec<Vec<u8>> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures/sdk-python/datagrams.jsonl"
-    );
-    let data = std::fs::read(path).expect("the SDK corpus in ../shared/fixtures");
+    let path = std::env::var("TRACELAKE_BENCH_CORPUS").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/fixtures/sdk-python/datagrams.jsonl"
+        )
+        .to_owned()
+    });
+    let data = std::fs::read(&path).expect("the corpus file");
     segment::framing::split(&data)
         .into_iter()
         .filter_map(|p| p.doc.ok().map(|d| d.into_owned()))

@@ -24,7 +24,7 @@ pub struct EngineOptions {
     pub limits: Limits,
     /// Flush the memtable to Parquet at this many rows (default 1,000,000)...
     pub flush_rows: usize,
-    /// ...or this many bytes of documents (default 256 MiB)...
+    /// ...or this many bytes of documents (default 128 MiB)...
     pub flush_bytes: usize,
     /// ...or when its oldest document is this old (default 60 s).
     pub flush_age: Duration,
@@ -49,7 +49,17 @@ impl Default for EngineOptions {
 struct Inner {
     store: Arc<Store>,
     ctx: SessionContext,
-    runtime: tokio::runtime::Runtime,
+    /// `Option` only so that `Drop` can shut it down without blocking.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks; that panics inside a caller's async context.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 /// An open Tracelake store. `Send + Sync`: share it between threads (clones are cheap
@@ -118,7 +128,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 store,
                 ctx,
-                runtime,
+                runtime: Some(runtime),
             }),
         })
     }
@@ -131,18 +141,28 @@ impl Engine {
     }
 
     /// Runs a SQL query over the `spans` table (committed files plus memtable).
+    ///
+    /// Blocking. It may be called from any thread, also from inside the caller's own
+    /// async runtime: the query runs on the engine's runtime and this thread waits.
     pub fn sql(&self, query: &str) -> Result<QueryResult, Error> {
-        let ctx = &self.inner.ctx;
-        let run = async {
-            let df = ctx.sql(query).await?;
+        let ctx = self.inner.ctx.clone();
+        let query = query.to_owned();
+        let run = async move {
+            let df = ctx.sql(&query).await?;
             let schema = Arc::new(df.schema().as_arrow().clone());
             let batches = df.collect().await?;
             Ok::<_, datafusion::error::DataFusionError>(QueryResult { schema, batches })
         };
-        self.inner
-            .runtime
-            .block_on(run)
-            .map_err(|e| Error::Query(e.into()))
+        let rt = self.inner.runtime.as_ref().ok_or(Error::Closed)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        rt.spawn(async move {
+            let _ = tx.send(run.await);
+        });
+        match rx.recv() {
+            Ok(r) => r.map_err(|e| Error::Query(e.into())),
+            // the task panicked or the runtime shut down
+            Err(_) => Err(Error::QueryAborted),
+        }
     }
 
     /// Every stored document, rebuilt as JSON value-equal to what was sent.

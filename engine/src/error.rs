@@ -28,6 +28,8 @@ pub enum Error {
     Runtime(#[source] std::io::Error),
     #[error("the engine is closed")]
     Closed,
+    #[error("the query ended without an answer (it panicked or the engine shut down)")]
+    QueryAborted,
     #[error("Arrow error: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
 }
@@ -52,7 +54,7 @@ impl Error {
                 Q::InvalidQuery => ErrorKind::InvalidArgument,
                 Q::Execution => ErrorKind::Internal,
             },
-            Error::Runtime(_) | Error::Arrow(_) => ErrorKind::Internal,
+            Error::Runtime(_) | Error::Arrow(_) | Error::QueryAborted => ErrorKind::Internal,
             Error::Closed => ErrorKind::ReadOnly,
         }
     }

@@ -158,4 +158,21 @@ fn read_only_engines_and_errors() {
     let err = engine.sql("SELECT no_such_column FROM spans").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
     assert!(Engine::open_read_only(tmp.path().join("missing")).is_err());
+    let not_a_store = tempfile::tempdir().unwrap();
+    let err = Engine::open_read_only(not_a_store.path()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+}
+
+#[test]
+fn sql_works_from_inside_a_callers_async_runtime() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = Engine::open(tmp.path(), EngineOptions::default()).unwrap();
+    engine.ingest(&corpus()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let n = rt.block_on(async { scalar(&engine, "SELECT count(*) FROM spans") });
+    assert_eq!(n, expected_rows());
+    // dropping the engine inside async code must not panic either
+    rt.block_on(async move { drop(engine) });
 }

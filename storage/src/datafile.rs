@@ -91,6 +91,12 @@ pub fn write(
         .map(Path::to_path_buf)
         .unwrap_or_else(|| root.to_path_buf());
     fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+    // Make new partition directories durable too (entries in date=, spans/ and the root).
+    for d in dir.ancestors().take(4) {
+        File::open(d)
+            .and_then(|f| f.sync_all())
+            .map_err(Error::io(d))?;
+    }
     let file = File::create(&path).map_err(Error::io(&path))?;
     let pq = |source| Error::Parquet {
         path: path.clone(),

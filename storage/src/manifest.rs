@@ -116,24 +116,33 @@ pub fn encode(m: &Manifest) -> Result<Vec<u8>> {
 /// Loads the newest valid manifest under `root`, or an empty one for a new store.
 /// Corrupt newer generations are skipped with a warning (a torn commit).
 pub fn load(root: &Path) -> Result<Manifest> {
-    let all = list(root)?;
-    let mut last_err = None;
-    for (_, path) in all.iter().rev() {
-        let bytes = fs::read(path).map_err(Error::io(path))?;
-        match decode(path, &bytes) {
-            Ok(m) => return Ok(m),
-            Err(e @ Error::UnsupportedFormatVersion { .. }) => return Err(e),
-            Err(e) => {
-                tracing::warn!(file = %path.display(), error = %e, "skipping unreadable manifest");
-                last_err = Some(e);
+    // A writer in another process may replace generations while we list them: retry.
+    for _ in 0..10 {
+        match load_once(root) {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                continue;
             }
+            other => return other,
         }
     }
-    match last_err {
-        // Every manifest is unreadable: refuse rather than silently start empty.
-        Some(e) => Err(e),
-        None => Ok(Manifest::default()),
-    }
+    load_once(root)
+}
+
+/// Whether `root` holds any manifest generation.
+pub fn exists(root: &Path) -> Result<bool> {
+    Ok(!list(root)?.is_empty())
+}
+
+/// The newest generation is the store's state. A commit renames a complete, fsynced file
+/// into place, so a damaged newest generation is corruption, not a torn write: it is an
+/// error, never a silent fall-back to an older state (whose WAL may be gone).
+fn load_once(root: &Path) -> Result<Manifest> {
+    let all = list(root)?;
+    let Some((_, path)) = all.last() else {
+        return Ok(Manifest::default());
+    };
+    let bytes = fs::read(path).map_err(Error::io(path))?;
+    decode(path, &bytes)
 }
 
 /// Writes `m` as the next generation atomically, then removes old generations.
@@ -165,7 +174,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn commit_load_and_torn_commit() {
+    fn commit_load_and_damage() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
         assert_eq!(load(root).unwrap(), Manifest::default());
@@ -177,11 +186,14 @@ mod tests {
         commit(root, &mut m).unwrap();
         commit(root, &mut m).unwrap();
         assert_eq!(load(root).unwrap().generation, 2);
-        // a torn newer generation is ignored
-        fs::write(root.join(name(3)), b"TLMF\x01\0\0\0garbage").unwrap();
+        // .tmp files of an unfinished commit are not generations
+        fs::write(root.join(format!("{}.tmp", name(3))), b"partial").unwrap();
         let got = load(root).unwrap();
         assert_eq!(got.generation, 2);
         assert_eq!(got.flushed_seq, 7);
+        // a damaged newest generation is reported, not skipped
+        fs::write(root.join(name(3)), b"TLMF\x01\0\0\0garbage").unwrap();
+        assert!(matches!(load(root), Err(Error::Corrupt { .. })));
     }
 
     #[test]

@@ -58,7 +58,7 @@ impl Default for StoreOptions {
             durability: Durability::Sync,
             limits: Limits::default(),
             flush_rows: 1_000_000,
-            flush_bytes: 256 << 20,
+            flush_bytes: 128 << 20,
             flush_age: Duration::from_secs(60),
         }
     }
@@ -116,7 +116,22 @@ struct WriteState {
 struct View {
     manifest: Manifest,
     files: Arc<Vec<FileMeta>>,
+    /// Indexes into `files` per partition (for the upsert check on ingest).
+    by_partition: HashMap<PartitionKey, Vec<usize>>,
     frozen: Vec<Arc<Frozen>>,
+}
+
+impl View {
+    fn new(manifest: Manifest) -> View {
+        let files = Arc::new(manifest.files.clone());
+        let by_partition = files_by_partition(&files);
+        View {
+            manifest,
+            files,
+            by_partition,
+            frozen: Vec::new(),
+        }
+    }
 }
 
 struct Shared {
@@ -157,8 +172,11 @@ const LOCK_FILE: &str = "LOCK";
 impl Store {
     /// Opens (or creates) a store for writing. Replays the WAL. Fails with
     /// [`Error::Locked`] if another process has it open for writing.
-    pub fn open(root: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
+    pub fn open(root: impl AsRef<Path>, mut options: StoreOptions) -> Result<Store> {
         let root = root.as_ref().to_path_buf();
+        // A document must fit one WAL record.
+        options.limits.max_document_bytes =
+            options.limits.max_document_bytes.min(wal::MAX_DOCUMENT);
         fs::create_dir_all(&root).map_err(Error::io(&root))?;
         let lock_path = root.join(LOCK_FILE);
         let lock_file = OpenOptions::new()
@@ -196,7 +214,14 @@ impl Store {
                 Ok(d) => {
                     let p = PartitionKey::for_document(&d.trace_id, d.start_ns);
                     let mut older = |p: PartitionKey, k: &RowKey| {
-                        may_exist_in_files(&root, &files_by_partition, &mut blooms, p, k)
+                        may_exist_in_files(
+                            &root,
+                            &manifest.files,
+                            &files_by_partition,
+                            &mut blooms,
+                            p,
+                            k,
+                        )
                     };
                     if let Err(e) = memtable.insert(p, &d, doc.len(), seq, &mut older) {
                         replay_err = Some(e);
@@ -220,7 +245,6 @@ impl Store {
         }
         let wal = Wal::create(&wal_dir, next_seq)?;
         let since = (!memtable.is_empty()).then(Instant::now);
-        let files = Arc::new(manifest.files.clone());
         let shared = Arc::new(Shared {
             root,
             options,
@@ -233,11 +257,7 @@ impl Store {
                 memtable_since: since,
                 blooms,
             })),
-            view: RwLock::new(View {
-                manifest,
-                files,
-                frozen: Vec::new(),
-            }),
+            view: RwLock::new(View::new(manifest)),
             synced_seq: Mutex::new(next_seq - 1),
             flush_lock: Mutex::new(()),
             closed: AtomicBool::new(false),
@@ -265,18 +285,19 @@ impl Store {
                 "no store directory",
             )));
         }
+        if !root.join(LOCK_FILE).exists() && !manifest::exists(&root)? {
+            return Err(Error::InvalidArgument(format!(
+                "{} is not a Tracelake store",
+                root.display()
+            )));
+        }
         let manifest = manifest::load(&root)?;
-        let files = Arc::new(manifest.files.clone());
         let shared = Arc::new(Shared {
             root,
             options: StoreOptions::default(),
             read_only: true,
             write: None,
-            view: RwLock::new(View {
-                manifest,
-                files,
-                frozen: Vec::new(),
-            }),
+            view: RwLock::new(View::new(manifest)),
             synced_seq: Mutex::new(0),
             flush_lock: Mutex::new(()),
             closed: AtomicBool::new(false),
@@ -358,12 +379,18 @@ impl Store {
             *written_seq = *next_seq - 1;
             last_seq = *written_seq;
             let view = s.view.read().unwrap_or_else(|e| e.into_inner());
-            let by_part = files_by_partition(&view.files);
             for (i, (doc, bytes)) in accepted.iter().enumerate() {
                 let p = PartitionKey::for_document(&doc.trace_id, doc.start_ns);
                 let mut older = |p: PartitionKey, k: &RowKey| {
                     view.frozen.iter().any(|f| f.contains(p, k))
-                        || may_exist_in_files(&s.root, &by_part, blooms, p, k)
+                        || may_exist_in_files(
+                            &s.root,
+                            &view.files,
+                            &view.by_partition,
+                            blooms,
+                            p,
+                            k,
+                        )
                 };
                 report.rows +=
                     memtable.insert(p, doc, bytes.len(), first + i as u64, &mut older)?;
@@ -399,7 +426,12 @@ impl Store {
             let w = lock(write);
             (w.wal.sync_handle(), w.written_seq)
         };
-        file.sync_data().map_err(Error::io(path))?;
+        if let Err(e) = file.sync_data() {
+            // After a failed fsync the OS may have dropped the dirty pages: nothing after
+            // this point can be acknowledged safely. Stop; reopening replays what is on disk.
+            s.closed.store(true, Ordering::Release);
+            return Err(Error::io(path)(e));
+        }
         *synced = target.max(*synced);
         Ok(())
     }
@@ -496,10 +528,10 @@ impl Drop for Store {
     }
 }
 
-fn files_by_partition(files: &[FileMeta]) -> HashMap<PartitionKey, Vec<&FileMeta>> {
-    let mut m: HashMap<PartitionKey, Vec<&FileMeta>> = HashMap::new();
-    for f in files {
-        m.entry(f.partition).or_default().push(f);
+fn files_by_partition(files: &[FileMeta]) -> HashMap<PartitionKey, Vec<usize>> {
+    let mut m: HashMap<PartitionKey, Vec<usize>> = HashMap::new();
+    for (i, f) in files.iter().enumerate() {
+        m.entry(f.partition).or_default().push(i);
     }
     m
 }
@@ -507,15 +539,16 @@ fn files_by_partition(files: &[FileMeta]) -> HashMap<PartitionKey, Vec<&FileMeta
 /// Whether a data file of partition `p` may hold `key` (bloom filter on `id`).
 fn may_exist_in_files(
     root: &Path,
-    by_part: &HashMap<PartitionKey, Vec<&FileMeta>>,
+    files: &[FileMeta],
+    by_part: &HashMap<PartitionKey, Vec<usize>>,
     blooms: &mut HashMap<u64, Vec<Sbbf>>,
     p: PartitionKey,
     key: &RowKey,
 ) -> bool {
-    let Some(files) = by_part.get(&p) else {
+    let Some(indexes) = by_part.get(&p) else {
         return false;
     };
-    for f in files {
+    for f in indexes.iter().filter_map(|&i| files.get(i)) {
         let filters = match blooms.entry(f.id) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
@@ -544,10 +577,19 @@ fn flush(s: &Shared) -> Result<()> {
     {
         let mut w = lock(write);
         if !w.memtable.is_empty() {
-            let mem = std::mem::take(&mut w.memtable);
-            let frozen = Arc::new(mem.freeze()?);
+            // Rotate first: if that fails, nothing has moved.
             let next = w.next_seq;
             w.wal.rotate(next)?;
+            let mem = std::mem::take(&mut w.memtable);
+            let frozen = match mem.freeze() {
+                Ok(f) => Arc::new(f),
+                Err(e) => {
+                    // The rows are only in the WAL now: stop, so that no later commit can
+                    // retire that WAL. Reopening replays it.
+                    s.closed.store(true, Ordering::Release);
+                    return Err(e);
+                }
+            };
             w.memtable_since = None;
             s.view
                 .write()
@@ -599,6 +641,7 @@ fn write_frozen(s: &Shared, frozen: &Arc<Frozen>) -> Result<()> {
     m.flushed_seq = m.flushed_seq.max(frozen.max_seq);
     manifest::commit(&s.root, &mut m)?;
     v.files = Arc::new(m.files.clone());
+    v.by_partition = files_by_partition(&v.files);
     v.manifest = m;
     v.frozen.retain(|f| !Arc::ptr_eq(f, frozen));
     Ok(())

@@ -19,6 +19,8 @@ const HEADER_LEN: usize = 8;
 const RECORD_HEADER: usize = 8;
 /// Upper bound of one record, to reject garbage lengths before allocating.
 const MAX_RECORD: usize = 64 << 20;
+/// The largest document a record holds (the store clamps its size limit to this).
+pub const MAX_DOCUMENT: usize = MAX_RECORD - 8;
 
 /// An open WAL, appending to its newest file.
 #[derive(Debug)]
@@ -148,6 +150,11 @@ impl Wal {
     /// Opens the WAL for appending in a new file starting at `next_seq`.
     pub fn create(dir: &Path, next_seq: u64) -> Result<Wal> {
         fs::create_dir_all(dir).map_err(Error::io(dir))?;
+        if let Some(parent) = dir.parent() {
+            File::open(parent)
+                .and_then(|d| d.sync_all())
+                .map_err(Error::io(parent))?;
+        }
         let (file, path) = new_file(dir, next_seq)?;
         Ok(Wal {
             dir: dir.to_path_buf(),
@@ -176,12 +183,22 @@ impl Wal {
         if self.buf.is_empty() {
             return Ok(());
         }
-        (&*self.file)
-            .write_all(&self.buf)
-            .map_err(Error::io(&self.path))?;
-        self.bytes += self.buf.len() as u64;
+        let result = (&*self.file).write_all(&self.buf);
+        let len = self.buf.len() as u64;
         self.buf.clear();
-        Ok(())
+        match result {
+            Ok(()) => {
+                self.bytes += len;
+                Ok(())
+            }
+            Err(e) => {
+                // Cut a partial record so that later records stay replayable.
+                if let Err(t) = self.file.set_len(self.bytes + HEADER_LEN as u64) {
+                    tracing::error!(file = %self.path.display(), error = %t, "cannot cut a failed WAL write");
+                }
+                Err(Error::io(&self.path)(e))
+            }
+        }
     }
 
     /// The current file, for an fsync outside the WAL lock (group commit).

@@ -199,3 +199,105 @@ fn a_torn_wal_tail_is_truncated_on_open() {
     let docs = tracelake_storage::rebuild::rebuild(&rows).unwrap();
     assert_eq!(docs.len(), 299);
 }
+
+#[test]
+fn every_durability_mode_keeps_documents_across_close() {
+    use std::time::Duration;
+    use tracelake_storage::Durability;
+    for durability in [
+        Durability::Sync,
+        Durability::Interval(Duration::from_millis(5)),
+        Durability::None,
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = StoreOptions {
+            durability,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(tmp.path(), opts.clone()).unwrap();
+        store.ingest(&corpus_bytes(200)).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        store.close().unwrap();
+        drop(store);
+        let store = Store::open(tmp.path(), opts).unwrap();
+        let docs =
+            tracelake_storage::rebuild::rebuild(&store.snapshot().unwrap().read_all().unwrap())
+                .unwrap();
+        assert_eq!(docs.len(), 200, "{durability:?}");
+    }
+}
+
+#[test]
+fn the_memtable_is_flushed_by_age_and_by_size() {
+    use std::time::{Duration, Instant};
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        flush_age: Duration::from_millis(100),
+        ..StoreOptions::default()
+    };
+    let store = Store::open(tmp.path(), opts).unwrap();
+    store.ingest(&corpus_bytes(50)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.stats().files == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(store.stats().files > 0, "no flush by age");
+    assert_eq!(store.stats().memtable_rows, 0);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        flush_rows: 500,
+        flush_age: Duration::from_secs(3600),
+        ..StoreOptions::default()
+    };
+    let store = Store::open(tmp.path(), opts).unwrap();
+    store.ingest(&corpus_bytes(1000)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.stats().files == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(store.stats().files > 0, "no flush by size");
+}
+
+/// A store written by format v1 (data file, manifest and an unflushed WAL) stays readable
+/// forever. `TRACELAKE_WRITE_V1_FIXTURE=1` recreates it (only when the format is new).
+#[test]
+fn format_v1_fixture_is_readable() {
+    let fixture = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1");
+    let input = corpus_bytes(60);
+    let (flushed, unflushed) = input.split_at(
+        input[..input.len() / 2]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .unwrap()
+            + 1,
+    );
+    if std::env::var_os("TRACELAKE_WRITE_V1_FIXTURE").is_some() {
+        let _ = std::fs::remove_dir_all(&fixture);
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path(), StoreOptions::default()).unwrap();
+        store.ingest(flushed).unwrap();
+        store.flush().unwrap();
+        store.ingest(unflushed).unwrap();
+        std::fs::create_dir_all(&fixture).unwrap();
+        copy_dir(tmp.path(), &fixture);
+        std::fs::remove_file(fixture.join("LOCK")).unwrap();
+        std::mem::forget(store); // leave the WAL unflushed, as a crash would
+    }
+    let expected = {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path(), StoreOptions::default()).unwrap();
+        store.ingest(&input).unwrap();
+        sorted_rows(&store)
+    };
+    // read-only: the flushed half
+    let ro = Store::open_read_only(&fixture).unwrap();
+    let half =
+        tracelake_storage::rebuild::rebuild(&ro.snapshot().unwrap().read_all().unwrap()).unwrap();
+    assert_eq!(half.len(), flushed.iter().filter(|&&b| b == b'\n').count());
+    // writable (on a copy): the WAL is replayed too
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(&fixture, copy.path());
+    let store = Store::open(copy.path(), StoreOptions::default()).unwrap();
+    assert_eq!(sorted_rows(&store), expected);
+}

@@ -40,11 +40,15 @@ fn split_into<'a>(input: &'a [u8], base: usize, out: &mut Vec<Piece<'a>>, nestin
         if pos >= input.len() {
             break;
         }
+        if input[pos] == b',' {
+            pos += 1; // `{...},{...}`: a separator, not a document
+            continue;
+        }
         let start = pos;
         let end = match scan_value(input, start) {
             Ok(end) => end,
             Err(err_at) => {
-                let stop = line_end(input, err_at.max(start));
+                let stop = resync(input, start);
                 let msg = if err_at >= input.len() {
                     "the document ends before its JSON is complete".to_owned()
                 } else {
@@ -74,7 +78,7 @@ fn split_into<'a>(input: &'a [u8], base: usize, out: &mut Vec<Piece<'a>>, nestin
                                 // The body's documents are strings holding JSON.
                                 out.push(Piece {
                                     offset: base + start,
-                                    doc: Ok(Cow::Owned(d.into_bytes())),
+                                    doc: d.map(|d| Cow::Owned(d.into_bytes())),
                                 });
                             }
                         }
@@ -139,6 +143,10 @@ fn split_array<'a>(value: &'a [u8], base: usize, out: &mut Vec<Piece<'a>>) {
         pos = skip_ws(value, pos);
         if pos >= value.len() || value[pos] == b']' {
             break;
+        }
+        if value[pos] == b',' {
+            pos += 1; // an empty element (`[,]`) holds no document
+            continue;
         }
         let start = pos;
         let Ok(end) = scan_value(value, start) else {
@@ -211,7 +219,9 @@ fn as_header(value: &[u8]) -> Option<Result<(), Problem>> {
     })
 }
 
-fn as_put_trace_segments(value: &[u8]) -> Option<Result<Vec<String>, Problem>> {
+type BodyDocs = Vec<Result<String, Problem>>;
+
+fn as_put_trace_segments(value: &[u8]) -> Option<Result<BodyDocs, Problem>> {
     let head = &value[..value.len().min(64)];
     if !contains(head, b"\"TraceSegmentDocuments\"") {
         return None;
@@ -219,14 +229,45 @@ fn as_put_trace_segments(value: &[u8]) -> Option<Result<Vec<String>, Problem>> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "PascalCase")]
     struct Body {
-        trace_segment_documents: Vec<String>,
+        trace_segment_documents: Vec<sonic_rs::Value>,
     }
-    Some(sonic_rs::from_slice::<Body>(value).map(|b| b.trace_segment_documents).map_err(|e| {
-        Problem::new(
-            RejectCode::InvalidSegment,
-            format!("a PutTraceSegments body needs `TraceSegmentDocuments`, an array of strings: {e}"),
-        )
-    }))
+    use sonic_rs::JsonValueTrait;
+    Some(
+        sonic_rs::from_slice::<Body>(value)
+            .map(|b| {
+                b.trace_segment_documents
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| match d.as_str() {
+                        Some(s) => Ok(s.to_owned()),
+                        None => Err(Problem::new(
+                            RejectCode::InvalidSegment,
+                            format!("TraceSegmentDocuments[{i}] is not a string holding a document"),
+                        )),
+                    })
+                    .collect()
+            })
+            .map_err(|e| {
+                Problem::new(
+                    RejectCode::InvalidSegment,
+                    format!("a PutTraceSegments body needs `TraceSegmentDocuments`, an array of strings: {e}"),
+                )
+            }),
+    )
+}
+
+/// Where to resume after a syntax error in the value starting at `start`: the next line
+/// that begins (at column 0) like a new value. Indented lines of a broken pretty-printed
+/// document are skipped with it.
+fn resync(b: &[u8], start: usize) -> usize {
+    let mut pos = line_end(b, start);
+    while pos < b.len() {
+        if matches!(b[pos], b'{' | b'[' | b'"') {
+            return pos;
+        }
+        pos = line_end(b, pos);
+    }
+    b.len()
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -251,6 +292,9 @@ fn line_end(b: &[u8], pos: usize) -> usize {
 /// checks the rest). `Err(pos)` where the structure breaks: a raw newline in a string,
 /// a closer that does not match, or the end of input.
 fn scan_value(b: &[u8], start: usize) -> Result<usize, usize> {
+    if matches!(b.get(start), None | Some(b',' | b':' | b'}' | b']')) {
+        return Err(start);
+    }
     let mut stack: Vec<u8> = Vec::new();
     let mut i = start;
     loop {
@@ -373,6 +417,45 @@ mod tests {
         assert_eq!(
             docs("42 {\"a\":1}"),
             vec![Err(RejectCode::InvalidSegment), Ok(r#"{"a":1}"#.into())]
+        );
+        // an unclosed object costs only its own line
+        let got = docs("{\"a\":1\n{\"b\":2}\n{\"c\":3}\n");
+        assert_eq!(
+            got,
+            vec![
+                Err(RejectCode::InvalidJson),
+                Ok(r#"{"b":2}"#.into()),
+                Ok(r#"{"c":3}"#.into())
+            ]
+        );
+        // a broken pretty-printed document: its indented lines go with it
+        let got = docs("{\n  \"a\": [1,\n  \"b\": }\n{\"c\":3}\n");
+        assert_eq!(
+            got,
+            vec![Err(RejectCode::InvalidJson), Ok(r#"{"c":3}"#.into())]
+        );
+    }
+
+    #[test]
+    fn commas_and_empty_elements_never_panic() {
+        assert_eq!(
+            docs(r#"{"a":1},{"b":2}"#),
+            vec![Ok(r#"{"a":1}"#.into()), Ok(r#"{"b":2}"#.into())]
+        );
+        assert_eq!(docs("[,]"), vec![]);
+        assert_eq!(
+            docs(r#"[{"a":1},,{"b":2}]"#),
+            vec![Ok(r#"{"a":1}"#.into()), Ok(r#"{"b":2}"#.into())]
+        );
+        for s in [
+            ",", "]", "}", ":", "[", "{", "\"", "[1,", "{\"a\"}", "]]{", ",,,", "[[", "[\"x",
+        ] {
+            let _ = docs(s);
+        }
+        let got = docs(r#"{"TraceSegmentDocuments": ["{\"a\":1}", 5]}"#);
+        assert_eq!(
+            got,
+            vec![Ok(r#"{"a":1}"#.into()), Err(RejectCode::InvalidSegment)]
         );
     }
 }

@@ -45,7 +45,7 @@ impl Limits {
     pub fn unlimited() -> Self {
         Limits {
             max_document_bytes: usize::MAX,
-            max_nesting_depth: 200,
+            max_nesting_depth: usize::MAX,
             max_annotations: usize::MAX,
         }
     }
@@ -288,7 +288,9 @@ pub fn validate<'a, B>(root: Segment<'a, B>, limits: &Limits) -> Result<Document
         ));
     }
     let mut path = String::new();
-    let id = check_node(&root, !independent, limits, &mut path).map_err(|p| with_ids(p, &root))?;
+    let mut seen = std::collections::HashSet::new();
+    let id = check_node(&root, !independent, limits, &mut path, &mut seen)
+        .map_err(|p| with_ids(p, &root))?;
     let start_ns = root
         .start_time
         .and_then(time::seconds_to_ns_lossy)
@@ -307,6 +309,7 @@ fn check_node<B>(
     is_segment: bool,
     limits: &Limits,
     path: &mut String,
+    seen: &mut std::collections::HashSet<u64>,
 ) -> Result<SegmentId, Problem> {
     let at = |field: &str, path: &str| {
         if path.is_empty() {
@@ -329,6 +332,15 @@ fn check_node<B>(
             )
         })?,
     };
+    if !seen.insert(id.0) {
+        return Err(Problem::new(
+            RejectCode::InvalidSegment,
+            format!(
+                "{} {id} appears twice in the document; ids are unique within a trace",
+                at("id", path)
+            ),
+        ));
+    }
     match s.name.as_deref() {
         None => {
             return Err(Problem::new(
@@ -451,7 +463,7 @@ fn check_node<B>(
                 path.push('.');
             }
             let _ = write!(path, "subsegments[{i}]");
-            check_node(sub, false, limits, path)?;
+            check_node(sub, false, limits, path, seen)?;
             path.truncate(base);
         }
     }
@@ -526,5 +538,9 @@ mod tests {
                 + &"]}".repeat(70)
         );
         assert_eq!(code_of(&deep), Some(RejectCode::NestingTooDeep));
+        let dup = format!(
+            r#"{{"name":"a","id":"0000000000000001",{t},"start_time":1,"end_time":2,"subsegments":[{{"name":"b","id":"0000000000000001","start_time":1,"end_time":2}}]}}"#
+        );
+        assert_eq!(code_of(&dup), Some(RejectCode::InvalidSegment));
     }
 }

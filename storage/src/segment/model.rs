@@ -575,3 +575,166 @@ impl<'de> Deserialize<'de> for AnnotationValue<'de> {
         d.deserialize_any(V)
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Typed views of the open blocks. The write path keeps these blocks as raw JSON (they
+// are stored verbatim); readers that need their fields parse them with these types.
+
+/// `cause` (SPEC 1.7): an exception id pointing elsewhere in the trace, or the details.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Cause {
+    ExceptionId(String),
+    Details(CauseDetails),
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct CauseDetails {
+    pub working_directory: Option<String>,
+    #[serde(default)]
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub exceptions: Vec<Exception>,
+}
+
+/// One exception of a `cause`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct Exception {
+    pub id: Option<String>,
+    pub message: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub remote: Option<bool>,
+    pub truncated: Option<i64>,
+    pub skipped: Option<i64>,
+    pub cause: Option<String>,
+    #[serde(default)]
+    pub stack: Vec<StackFrame>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct StackFrame {
+    pub path: Option<String>,
+    pub line: Option<i64>,
+    pub label: Option<String>,
+}
+
+/// `sql` (SPEC 1.7).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct Sql {
+    pub connection_string: Option<String>,
+    pub url: Option<String>,
+    pub sanitized_query: Option<String>,
+    pub database_type: Option<String>,
+    pub database_version: Option<String>,
+    pub driver_version: Option<String>,
+    pub user: Option<String>,
+    pub preparation: Option<String>,
+}
+
+/// `aws` (SPEC 1.6): the fields Tracelake reads; the block itself stays open JSON.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct Aws {
+    pub account_id: Option<String>,
+    pub operation: Option<String>,
+    pub region: Option<String>,
+    pub request_id: Option<String>,
+    pub table_name: Option<String>,
+    pub queue_url: Option<String>,
+    pub topic_arn: Option<String>,
+    pub function_name: Option<String>,
+    pub retries: Option<i64>,
+    pub ec2: Option<Ec2>,
+    pub ecs: Option<serde_json::Value>,
+    pub eks: Option<serde_json::Value>,
+    pub elastic_beanstalk: Option<serde_json::Value>,
+    pub xray: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct Ec2 {
+    pub instance_id: Option<String>,
+    pub instance_size: Option<String>,
+    pub ami_id: Option<String>,
+    pub availability_zone: Option<String>,
+}
+
+/// `service` (SPEC 1.2).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct Service {
+    pub version: Option<String>,
+    pub runtime: Option<String>,
+    pub runtime_version: Option<String>,
+}
+
+/// One entry of `links` (OTel span links).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct Link {
+    pub trace_id: Option<String>,
+    pub id: Option<String>,
+    pub attributes: Option<serde_json::Value>,
+}
+
+/// Parses an open JSON block into its typed view (`None` when the block is absent or
+/// does not have the documented shape).
+pub fn typed<T: serde::de::DeserializeOwned>(raw: Option<&str>) -> Option<T> {
+    raw.and_then(|t| sonic_rs::from_str(t).ok())
+}
+
+impl<'a, B: RawJson<'a>> Segment<'a, B> {
+    pub fn cause_typed(&self) -> Option<Cause> {
+        typed(self.cause.as_ref().map(|c| c.text()))
+    }
+    pub fn sql_typed(&self) -> Option<Sql> {
+        typed(self.sql.as_ref().map(|c| c.text()))
+    }
+    pub fn aws_typed(&self) -> Option<Aws> {
+        typed(self.aws.as_ref().map(|c| c.text()))
+    }
+    pub fn service_typed(&self) -> Option<Service> {
+        typed(self.service.as_ref().map(|c| c.text()))
+    }
+    pub fn links_typed(&self) -> Option<Vec<Link>> {
+        typed(self.links.as_ref().map(|c| c.text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::{Limits, parse};
+
+    #[test]
+    fn typed_views_of_open_blocks() {
+        let doc = parse(
+            br#"{"name":"a","id":"0000000000000001","trace_id":"1-6b0143fc-5a02990aabf3c62c483652dd",
+                "start_time":1,"end_time":2,"cause":"a1b2c3d4e5f60718",
+                "aws":{"account_id":"123","ec2":{"instance_id":"i-1","availability_zone":"us-east-1a"}},
+                "service":{"version":"1.0"},
+                "subsegments":[{"name":"db","id":"0000000000000002","start_time":1,"end_time":2,
+                  "sql":{"database_type":"sqlite3","url":"x"},
+                  "cause":{"working_directory":"/srv","exceptions":[{"id":"0000000000000009","message":"boom","type":"E","stack":[{"path":"a.py","line":3}]}]}}]}"#,
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            doc.root.cause_typed(),
+            Some(Cause::ExceptionId("a1b2c3d4e5f60718".into()))
+        );
+        let aws = doc.root.aws_typed().unwrap();
+        assert_eq!(aws.ec2.unwrap().instance_id.as_deref(), Some("i-1"));
+        assert_eq!(
+            doc.root.service_typed().unwrap().version.as_deref(),
+            Some("1.0")
+        );
+        let sub = &doc.root.subsegments.as_ref().unwrap()[0];
+        assert_eq!(
+            sub.sql_typed().unwrap().database_type.as_deref(),
+            Some("sqlite3")
+        );
+        let Some(Cause::Details(d)) = sub.cause_typed() else {
+            panic!("details")
+        };
+        assert_eq!(d.exceptions[0].stack[0].line, Some(3));
+    }
+}
