@@ -100,16 +100,44 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
     let t = Instant::now();
     let mut accepted = 0;
     let mut rejected = 0;
-    for chunk in docs.chunks(8192) {
-        let mut buf = Vec::with_capacity(chunk.iter().map(|d| d.len() + 1).sum());
-        for d in chunk {
-            buf.extend_from_slice(d.as_bytes());
-            buf.push(b'\n');
-        }
-        let r = engine.ingest(&buf)?;
-        accepted += r.accepted;
-        rejected += r.rejected.len();
-        bar.inc(chunk.len() as u64);
+    // Two ingest threads, as a backend with concurrent requests would call it.
+    let chunks: Vec<&[String]> = docs.chunks(8192).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Result<(usize, usize)>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| -> Result<(usize, usize)> {
+                    let (mut ok, mut bad) = (0, 0);
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(chunk) = chunks.get(i) else {
+                            return Ok((ok, bad));
+                        };
+                        let mut buf = Vec::with_capacity(chunk.iter().map(|d| d.len() + 1).sum());
+                        for d in chunk.iter() {
+                            buf.extend_from_slice(d.as_bytes());
+                            buf.push(b'\n');
+                        }
+                        let r = engine.ingest(&buf)?;
+                        ok += r.accepted;
+                        bad += r.rejected.len();
+                        bar.inc(chunk.len() as u64);
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("ingest thread panicked")))
+            })
+            .collect()
+    });
+    for r in results {
+        let (ok, bad) = r?;
+        accepted += ok;
+        rejected += bad;
     }
     engine.flush()?;
     bar.finish_and_clear();

@@ -176,3 +176,22 @@ fn sql_works_from_inside_a_callers_async_runtime() {
     // dropping the engine inside async code must not panic either
     rt.block_on(async move { drop(engine) });
 }
+
+#[test]
+fn a_relative_store_path_works() {
+    let rel = std::path::PathBuf::from(format!("target/relative-store-{}", std::process::id()));
+    let engine = Engine::open(&rel, EngineOptions::default()).unwrap();
+    engine.ingest(&corpus()).unwrap();
+    engine.flush().unwrap();
+    assert_eq!(
+        scalar(&engine, "SELECT count(*) FROM spans"),
+        expected_rows()
+    );
+    assert!(engine.dir().is_absolute());
+    engine.close().unwrap();
+    drop(engine);
+    let ro = Engine::open_read_only(&rel).unwrap();
+    assert_eq!(scalar(&ro, "SELECT count(*) FROM spans"), expected_rows());
+    drop(ro);
+    std::fs::remove_dir_all(&rel).unwrap();
+}

@@ -173,7 +173,7 @@ impl Store {
     /// Opens (or creates) a store for writing. Replays the WAL. Fails with
     /// [`Error::Locked`] if another process has it open for writing.
     pub fn open(root: impl AsRef<Path>, mut options: StoreOptions) -> Result<Store> {
-        let root = root.as_ref().to_path_buf();
+        let root = std::path::absolute(root.as_ref()).map_err(Error::io(root.as_ref()))?;
         // A document must fit one WAL record.
         options.limits.max_document_bytes =
             options.limits.max_document_bytes.min(wal::MAX_DOCUMENT);
@@ -278,7 +278,8 @@ impl Store {
     /// Opens a store read-only: the last committed manifest, no WAL replay, no lock. Works
     /// on a store another process is writing, a copied archive or a read-only mount.
     pub fn open_read_only(root: impl AsRef<Path>) -> Result<Store> {
-        let root = root.as_ref().to_path_buf();
+        // Absolute, so that file paths handed to the query layer never depend on the cwd.
+        let root = std::path::absolute(root.as_ref()).map_err(Error::io(root.as_ref()))?;
         if !root.is_dir() {
             return Err(Error::io(&root)(std::io::Error::new(
                 std::io::ErrorKind::NotFound,
