@@ -8,7 +8,15 @@ use serde_json::Value;
 use tracelake::{Engine, EngineOptions, ErrorKind, RejectCode};
 
 fn shared() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+    // `shared/` sits beside the checkout; TRACELAKE_SHARED overrides.
+    if let Some(p) = std::env::var_os("TRACELAKE_SHARED") {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|a| a.join("shared"))
+        .find(|s| s.join("fixtures").is_dir())
+        .expect("the team's shared/ directory beside the checkout (or set TRACELAKE_SHARED)")
 }
 
 fn corpus() -> Vec<u8> {

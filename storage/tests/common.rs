@@ -9,7 +9,15 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 pub(crate) fn shared() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+    // `shared/` sits beside the checkout; TRACELAKE_SHARED overrides.
+    if let Some(p) = std::env::var_os("TRACELAKE_SHARED") {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|a| a.join("shared"))
+        .find(|s| s.join("fixtures").is_dir())
+        .expect("the team's shared/ directory beside the checkout (or set TRACELAKE_SHARED)")
 }
 
 /// The SDK corpus as document texts (datagram header removed).
