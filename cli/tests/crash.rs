@@ -156,7 +156,7 @@ fn sigkill_never_loses_an_acknowledged_document() {
 fn readers_in_another_process_see_only_committed_files() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("traffic.jsonl");
-    generate(&input, 15_000, 5);
+    generate(&input, 30_000, 5);
     let store = tmp.path().join("store");
     let mut child = Command::new(bin())
         .args([
