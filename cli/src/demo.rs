@@ -13,7 +13,7 @@ use crate::generate::{GenOptions, Generator};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct DemoArgs {
-    /// Store directory for the demo (emptied first) [default: <data dir>/demo]
+    /// Store directory for the demo (emptied first) [default: `<data dir>/demo`]
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Documents to generate

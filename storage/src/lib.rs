@@ -10,7 +10,7 @@
 //!    [`manifest`];
 //! 5. [`rebuild`] turns rows back into documents, value-equal to what was sent.
 //!
-//! This crate never depends on DataFusion; the query crate reads [`store::Snapshot`]s.
+//! This crate never depends on DataFusion; the query crate reads [`snapshot::Snapshot`]s.
 
 pub mod error;
 pub mod flatten;
