@@ -7,6 +7,7 @@
 //! Filter expressions, trace summaries and service graphs arrive here with their issues.
 
 pub mod error;
+pub mod filter;
 pub mod provider;
 
 pub use error::{Error, ErrorKind, Result};

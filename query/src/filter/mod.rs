@@ -1,0 +1,197 @@
+//! The X-Ray filter-expression language (SPEC 3, with the decisions of SPEC 7): lexer,
+//! recursive-descent parser, AST with source spans, and a printer.
+//!
+//! ```
+//! use tracelake_query::filter::parse;
+//! let e = parse(r#"service("api") { fault } AND annotation.tenant = "acme""#).unwrap();
+//! assert_eq!(e.to_string(), r#"service("api") { fault } AND annotation["tenant"] = "acme""#);
+//! let err = parse("responstime > 5").unwrap_err();
+//! assert_eq!(err.hint.as_deref(), Some("did you mean `responsetime`?"));
+//! ```
+//!
+//! Evaluation (lowering to DataFusion plans) arrives with the rest of the filter issue.
+
+pub mod ast;
+pub mod error;
+mod lexer;
+mod parser;
+
+pub use ast::{Expr, ExprKind, Pred, Span};
+pub use error::ParseError;
+pub use parser::{FilterLimits, parse, parse_with};
+
+#[cfg(test)]
+mod tests {
+    use super::ast::*;
+    use super::*;
+
+    fn canon(text: &str) -> String {
+        parse(text)
+            .unwrap_or_else(|e| panic!("{text}: {e}"))
+            .to_string()
+    }
+
+    /// Printing then parsing again gives the same tree (spans aside).
+    fn strip(e: &Expr) -> String {
+        format!("{:?}", e.kind)
+            .split("span: Span")
+            .next()
+            .map(str::to_owned)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn doc_examples_parse() {
+        for (text, want) in [
+            ("responsetime > 5", "responsetime > 5"),
+            (
+                "duration >= 5 AND duration <= 8",
+                "duration >= 5 AND duration <= 8",
+            ),
+            ("ok", "ok"),
+            ("!ok", "!ok"),
+            ("ok = false", "ok = false"),
+            ("http.status != 200", "http.status != 200"),
+            (
+                "ok !partial duration <3",
+                "ok AND !partial AND duration < 3",
+            ),
+            (
+                r#"http.url CONTAINS "/api/game/""#,
+                r#"http.url CONTAINS "/api/game/""#,
+            ),
+            ("a OR b", ""),
+            (r#"service("api") { fault }"#, r#"service("api") { fault }"#),
+            (r#"edge("a", "b") { error }"#, r#"edge("a", "b") { error }"#),
+            (
+                r#"service(id(type: "AWS::Lambda::Function")) { error }"#,
+                r#"service(id(type: "AWS::Lambda::Function")) { error }"#,
+            ),
+            (
+                r#"service(id(name: "x", type: "AWS::EC2::Instance", account.id: "123"))"#,
+                r#"service(id(name: "x", type: "AWS::EC2::Instance", account.id: "123"))"#,
+            ),
+            (
+                "annotation.premium = true",
+                r#"annotation["premium"] = true"#,
+            ),
+            (
+                r#"annotation["DDB.Table.Annotation"] = "anno""#,
+                r#"annotation["DDB.Table.Annotation"] = "anno""#,
+            ),
+            ("annotation.k", r#"annotation["k"]"#),
+            (
+                r#"group.name = "high-latency""#,
+                r#"group.name = "high-latency""#,
+            ),
+            (
+                r#"rootcause.fault.service { name = "api" AND inferred }"#,
+                r#"rootcause.fault.service { name = "api" AND inferred }"#,
+            ),
+            (
+                r#"rootcause.responsetime.entity { coverage > 0.5 AND remote }"#,
+                r#"rootcause.responsetime.entity { coverage > 0.5 AND remote }"#,
+            ),
+            (
+                r#"rootcause.json = #[{"Services": [{"Name": "x"}]}]"#,
+                r#"rootcause.json = #[{"Services": [{"Name": "x"}]}]"#,
+            ),
+            ("name = traces", r#"name = "traces""#),
+            ("OK && Fault || NOT throttle", "ok AND fault OR !throttle"),
+            (r#"user CONTAINS """#, r#"user CONTAINS """#),
+            ("service()", "service()"),
+            (r#"service("")"#, "service()"),
+            ("(ok OR error) fault", "(ok OR error) AND fault"),
+        ] {
+            if want.is_empty() {
+                assert!(
+                    parse(text).is_err(),
+                    "{text} should not parse (a and b are not keywords)"
+                );
+                continue;
+            }
+            assert_eq!(canon(text), want, "{text}");
+            assert_eq!(
+                strip(&parse(&canon(text)).unwrap()),
+                strip(&parse(text).unwrap()),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn precedence() {
+        let e = parse("ok OR error AND fault").unwrap();
+        let ExprKind::Or(items) = e.kind else {
+            panic!("or at the top")
+        };
+        assert!(matches!(items[1].kind, ExprKind::And(_)));
+        let e = parse("!ok AND fault").unwrap();
+        let ExprKind::And(items) = e.kind else {
+            panic!("and at the top")
+        };
+        assert!(matches!(items[0].kind, ExprKind::Not(_)));
+    }
+
+    #[test]
+    fn errors_point_at_the_problem() {
+        for (text, pos, needle) in [
+            ("responstime > 5", 0, "did you mean `responsetime`"),
+            ("http.url = 'x'", 11, "double quotes"),
+            (
+                r#"service("a") { annotation.x = 1 }"#,
+                15,
+                "not allowed inside",
+            ),
+            ("root", 0, "only valid inside"),
+            ("(ok", 3, "missing `)`"),
+            ("ok)", 2, "unbalanced"),
+            ("responsetime >", 14, "expected a value"),
+            ("responsetime > \"x\"", 15, "compares with a number"),
+            ("ok = 5", 5, "true or false"),
+            (r#"edge("a") { ok }"#, 8, "`,`"),
+            ("", 0, "empty"),
+            ("duration", 8, "needs a comparison"),
+            (r#"service(id(foo: "x"))"#, 11, "no field"),
+            ("ok AND", 6, "ends where a condition"),
+            ("\"x\"", 0, "cannot stand alone"),
+            ("5", 0, "cannot stand alone"),
+            ("http.url = \"abc", 11, "unterminated"),
+            ("ok $ fault", 3, "unexpected character"),
+            ("index > 1", 0, "only valid inside rootcause"),
+            ("rootcause.fault.service ok", 24, "`{`"),
+        ] {
+            let err = parse(text).expect_err(text);
+            assert_eq!(err.position(), pos, "{text}: {err}");
+            assert!(err.to_string().contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn hostile_expressions_are_refused_not_crashing() {
+        let deep = format!("{}ok{}", "(".repeat(100_000), ")".repeat(100_000));
+        assert!(
+            parse(&deep).unwrap_err().message.contains("nested deeper") || parse(&deep).is_err()
+        );
+        let nots = format!("{}ok", "!".repeat(10_000));
+        assert!(parse(&nots).is_err());
+        let long = "ok OR ".repeat(20_000) + "ok";
+        assert!(parse(&long).unwrap_err().message.contains("over the limit"));
+        let wide = "ok OR ".repeat(5_000) + "ok";
+        assert!(parse(&wide).is_ok());
+    }
+
+    #[test]
+    fn caret_rendering() {
+        let err = parse("ok AND responstime > 5").unwrap_err();
+        let shown = err.to_string();
+        assert!(
+            shown.contains("  ok AND responstime > 5\n         ^^^^^^^^^^^"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("hint: did you mean `responsetime`?"),
+            "{shown}"
+        );
+    }
+}

@@ -1,0 +1,750 @@
+//! Recursive-descent parser for SPEC 3 with the decisions of SPEC 7.
+
+use super::ast::*;
+use super::error::ParseError;
+use super::lexer::{Tok, Token, lex};
+
+/// Guards against hostile expressions (SPEC 7.12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilterLimits {
+    pub max_length: usize,
+    pub max_depth: usize,
+}
+
+impl Default for FilterLimits {
+    fn default() -> Self {
+        FilterLimits {
+            max_length: 64 * 1024,
+            max_depth: 64,
+        }
+    }
+}
+
+/// Where a predicate stands: some keywords are only valid inside braces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Top,
+    /// Inside `service(...) { }` or `edge(...) { }`.
+    Node,
+    /// Inside `rootcause.*.* { }`.
+    RootCause,
+}
+
+struct Parser<'a> {
+    text: &'a str,
+    toks: Vec<Token>,
+    pos: usize,
+    depth: usize,
+    limits: FilterLimits,
+}
+
+/// Parses a filter expression.
+pub fn parse(text: &str) -> Result<Expr, ParseError> {
+    parse_with(text, FilterLimits::default())
+}
+
+pub fn parse_with(text: &str, limits: FilterLimits) -> Result<Expr, ParseError> {
+    if text.len() > limits.max_length {
+        return Err(ParseError::new(
+            text,
+            Span::new(limits.max_length, text.len()),
+            format!(
+                "the expression is {} bytes, over the limit of {}",
+                text.len(),
+                limits.max_length
+            ),
+        ));
+    }
+    let toks = lex(text)?;
+    if toks.is_empty() {
+        return Err(
+            ParseError::new(text, Span::new(0, text.len()), "empty filter expression")
+                .with_hint("for example: responsetime > 5 AND service(\"api\")"),
+        );
+    }
+    let mut p = Parser {
+        text,
+        toks,
+        pos: 0,
+        depth: 0,
+        limits,
+    };
+    let e = p.or_expr(Scope::Top)?;
+    if let Some(t) = p.peek() {
+        let span = t.span;
+        let msg = match &t.tok {
+            Tok::RParen => "unbalanced `)`",
+            Tok::RBrace => "unbalanced `}`",
+            _ => "unexpected text after the expression",
+        };
+        return Err(ParseError::new(text, span, msg));
+    }
+    Ok(e)
+}
+
+const BOOL_KWS: &[(&str, BoolKw)] = &[
+    ("ok", BoolKw::Ok),
+    ("error", BoolKw::Error),
+    ("throttle", BoolKw::Throttle),
+    ("fault", BoolKw::Fault),
+    ("partial", BoolKw::Partial),
+    ("inferred", BoolKw::Inferred),
+    ("first", BoolKw::First),
+    ("last", BoolKw::Last),
+    ("remote", BoolKw::Remote),
+    ("root", BoolKw::Root),
+];
+const NUM_KWS: &[(&str, NumKw)] = &[
+    ("responsetime", NumKw::ResponseTime),
+    ("duration", NumKw::Duration),
+    ("http.status", NumKw::HttpStatus),
+    ("index", NumKw::Index),
+    ("coverage", NumKw::Coverage),
+];
+const STR_KWS: &[(&str, StrKw)] = &[
+    ("http.url", StrKw::HttpUrl),
+    ("http.method", StrKw::HttpMethod),
+    ("http.useragent", StrKw::HttpUserAgent),
+    ("http.clientip", StrKw::HttpClientIp),
+    ("user", StrKw::User),
+    ("name", StrKw::Name),
+    ("type", StrKw::Type),
+    ("message", StrKw::Message),
+    ("availabilityzone", StrKw::AvailabilityZone),
+    ("instance.id", StrKw::InstanceId),
+    ("resource.arn", StrKw::ResourceArn),
+];
+const OTHER_KWS: &[&str] = &[
+    "annotation",
+    "service",
+    "edge",
+    "id",
+    "group.name",
+    "group.arn",
+    "rootcause.json",
+    "rootcause.fault.service",
+    "rootcause.fault.entity",
+    "rootcause.fault.exception",
+    "rootcause.error.service",
+    "rootcause.error.entity",
+    "rootcause.error.exception",
+    "rootcause.responsetime.service",
+    "rootcause.responsetime.entity",
+    "rootcause.responsetime.exception",
+];
+
+fn lookup<T: Copy>(table: &[(&str, T)], word: &str) -> Option<T> {
+    table
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(word))
+        .map(|(_, v)| *v)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut cur = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The known keyword nearest to `word`, if it is close.
+fn nearest_keyword(word: &str) -> Option<&'static str> {
+    let w = word.to_ascii_lowercase();
+    let all = BOOL_KWS
+        .iter()
+        .map(|k| k.0)
+        .chain(NUM_KWS.iter().map(|k| k.0))
+        .chain(STR_KWS.iter().map(|k| k.0))
+        .chain(OTHER_KWS.iter().copied());
+    let (best, d) = all.map(|k| (k, edit_distance(&w, k))).min_by_key(|x| x.1)?;
+    (d <= 2 + w.len() / 6).then_some(best)
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<&Token> {
+        self.toks.get(self.pos)
+    }
+
+    fn peek_tok(&self) -> Option<&Tok> {
+        self.peek().map(|t| &t.tok)
+    }
+
+    fn next(&mut self) -> Option<Token> {
+        let t = self.toks.get(self.pos).cloned();
+        self.pos += 1;
+        t
+    }
+
+    fn end_span(&self) -> Span {
+        Span::new(self.text.len(), self.text.len())
+    }
+
+    fn err_here(&self, msg: impl Into<String>) -> ParseError {
+        let span = self.peek().map_or(self.end_span(), |t| t.span);
+        ParseError::new(self.text, span, msg)
+    }
+
+    fn expect(&mut self, want: Tok, what: &str) -> Result<Token, ParseError> {
+        match self.peek() {
+            Some(t) if t.tok == want => {
+                let t = t.clone();
+                self.pos += 1;
+                Ok(t)
+            }
+            Some(_) => Err(self.err_here(format!("expected {what}"))),
+            None => Err(self.err_here(format!("expected {what}, found the end of the expression"))),
+        }
+    }
+
+    fn is_word(&self, w: &str) -> bool {
+        matches!(self.peek_tok(), Some(Tok::Word(x)) if x.eq_ignore_ascii_case(w))
+    }
+
+    fn enter(&mut self, span: Span) -> Result<(), ParseError> {
+        self.depth += 1;
+        if self.depth > self.limits.max_depth {
+            return Err(ParseError::new(
+                self.text,
+                span,
+                format!(
+                    "the expression is nested deeper than the limit of {}",
+                    self.limits.max_depth
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn or_expr(&mut self, scope: Scope) -> Result<Expr, ParseError> {
+        let first = self.and_expr(scope)?;
+        let mut items = vec![first];
+        while self.is_word("or") || self.peek_tok() == Some(&Tok::OrOr) {
+            self.next();
+            items.push(self.and_expr(scope)?);
+        }
+        Ok(if items.len() == 1 {
+            items.remove(0)
+        } else {
+            let span = items[0].span.to(items[items.len() - 1].span);
+            Expr {
+                kind: ExprKind::Or(items),
+                span,
+            }
+        })
+    }
+
+    fn starts_unary(&self) -> bool {
+        match self.peek_tok() {
+            None | Some(Tok::RParen | Tok::RBrace) => false,
+            Some(Tok::Word(w)) => !w.eq_ignore_ascii_case("or") && !w.eq_ignore_ascii_case("and"),
+            Some(Tok::OrOr | Tok::AndAnd) => false,
+            Some(_) => true,
+        }
+    }
+
+    fn and_expr(&mut self, scope: Scope) -> Result<Expr, ParseError> {
+        let first = self.unary(scope)?;
+        let mut items = vec![first];
+        loop {
+            if self.is_word("and") || self.peek_tok() == Some(&Tok::AndAnd) {
+                self.next();
+                items.push(self.unary(scope)?);
+            } else if self.starts_unary() {
+                // juxtaposition means AND (SPEC 7.2)
+                items.push(self.unary(scope)?);
+            } else {
+                break;
+            }
+        }
+        Ok(if items.len() == 1 {
+            items.remove(0)
+        } else {
+            let span = items[0].span.to(items[items.len() - 1].span);
+            Expr {
+                kind: ExprKind::And(items),
+                span,
+            }
+        })
+    }
+
+    fn unary(&mut self, scope: Scope) -> Result<Expr, ParseError> {
+        let Some(t) = self.peek().cloned() else {
+            return Err(self.err_here("the expression ends where a condition is expected"));
+        };
+        match &t.tok {
+            Tok::Not => {
+                self.next();
+                self.enter(t.span)?;
+                let inner = self.unary(scope)?;
+                self.depth -= 1;
+                let span = t.span.to(inner.span);
+                Ok(Expr {
+                    kind: ExprKind::Not(Box::new(inner)),
+                    span,
+                })
+            }
+            Tok::Word(w) if w.eq_ignore_ascii_case("not") => {
+                self.next();
+                self.enter(t.span)?;
+                let inner = self.unary(scope)?;
+                self.depth -= 1;
+                let span = t.span.to(inner.span);
+                Ok(Expr {
+                    kind: ExprKind::Not(Box::new(inner)),
+                    span,
+                })
+            }
+            Tok::LParen => {
+                self.next();
+                self.enter(t.span)?;
+                let inner = self.or_expr(scope)?;
+                self.depth -= 1;
+                let close = match self.peek_tok() {
+                    Some(Tok::RParen) => self.next().map_or(t.span, |c| c.span),
+                    _ => {
+                        return Err(self.err_here("missing `)`").with_hint(format!(
+                            "the `(` at position {} is not closed",
+                            t.span.start
+                        )));
+                    }
+                };
+                Ok(Expr {
+                    kind: inner.kind,
+                    span: t.span.to(close),
+                })
+            }
+            Tok::Word(_) => self.predicate(scope),
+            Tok::Str(_) => Err(
+                ParseError::new(self.text, t.span, "a string cannot stand alone")
+                    .with_hint("compare a keyword with it, e.g. http.url CONTAINS \"...\""),
+            ),
+            Tok::Num(_) => Err(
+                ParseError::new(self.text, t.span, "a number cannot stand alone")
+                    .with_hint("compare a keyword with it, e.g. responsetime > 5"),
+            ),
+            _ => Err(ParseError::new(self.text, t.span, "expected a condition")),
+        }
+    }
+
+    fn value(&mut self) -> Result<(Value, Span), ParseError> {
+        match self.next() {
+            Some(Token {
+                tok: Tok::Str(s),
+                span,
+            }) => Ok((Value::Str(s), span)),
+            Some(Token {
+                tok: Tok::Num(n),
+                span,
+            }) => Ok((Value::Num(n), span)),
+            Some(Token {
+                tok: Tok::Word(w),
+                span,
+            }) => {
+                if w.eq_ignore_ascii_case("true") {
+                    Ok((Value::Bool(true), span))
+                } else if w.eq_ignore_ascii_case("false") {
+                    Ok((Value::Bool(false), span))
+                } else {
+                    // a bare word where a value is expected (SPEC 7.3)
+                    Ok((Value::Str(w), span))
+                }
+            }
+            Some(t) => Err(ParseError::new(self.text, t.span, "expected a value")),
+            None => Err(ParseError::new(
+                self.text,
+                self.end_span(),
+                "expected a value, found the end of the expression",
+            )),
+        }
+    }
+
+    fn string_value(&mut self, what: &str) -> Result<(String, Span), ParseError> {
+        match self.next() {
+            Some(Token {
+                tok: Tok::Str(s),
+                span,
+            }) => Ok((s, span)),
+            Some(Token {
+                tok: Tok::Word(w),
+                span,
+            }) => Ok((w, span)),
+            Some(t) => Err(
+                ParseError::new(self.text, t.span, format!("{what} takes a string"))
+                    .with_hint("put the value in double quotes"),
+            ),
+            None => Err(ParseError::new(
+                self.text,
+                self.end_span(),
+                format!("{what} needs a string value"),
+            )),
+        }
+    }
+
+    fn cmp_op(&mut self) -> Option<CmpOp> {
+        let op = match self.peek_tok()? {
+            Tok::Eq => CmpOp::Eq,
+            Tok::Ne => CmpOp::Ne,
+            Tok::Lt => CmpOp::Lt,
+            Tok::Le => CmpOp::Le,
+            Tok::Gt => CmpOp::Gt,
+            Tok::Ge => CmpOp::Ge,
+            _ => return None,
+        };
+        self.next();
+        Some(op)
+    }
+
+    fn str_op(&mut self) -> Option<StrOp> {
+        let op = match self.peek_tok()? {
+            Tok::Eq => StrOp::Eq,
+            Tok::Ne => StrOp::Ne,
+            Tok::Word(w) if w.eq_ignore_ascii_case("contains") => StrOp::Contains,
+            Tok::Word(w) if w.eq_ignore_ascii_case("beginswith") => StrOp::BeginsWith,
+            Tok::Word(w) if w.eq_ignore_ascii_case("endswith") => StrOp::EndsWith,
+            _ => return None,
+        };
+        self.next();
+        Some(op)
+    }
+
+    fn predicate(&mut self, scope: Scope) -> Result<Expr, ParseError> {
+        let Some(Token {
+            tok: Tok::Word(word),
+            span,
+        }) = self.next()
+        else {
+            return Err(self.err_here("expected a keyword"));
+        };
+        let lower = word.to_ascii_lowercase();
+        let pred = |p: Pred, end: Span| Expr {
+            kind: ExprKind::Pred(p),
+            span: span.to(end),
+        };
+
+        if let Some(kw) = lookup(BOOL_KWS, &lower) {
+            match kw {
+                BoolKw::Root if scope != Scope::Node => {
+                    return Err(ParseError::new(
+                        self.text,
+                        span,
+                        "`root` is only valid inside service(...) { } or edge(...) { }",
+                    ));
+                }
+                BoolKw::First | BoolKw::Last | BoolKw::Remote if scope != Scope::RootCause => {
+                    return Err(ParseError::new(
+                        self.text,
+                        span,
+                        format!("`{lower}` is only valid inside rootcause.*.* {{ }}"),
+                    ));
+                }
+                _ => {}
+            }
+            let negate = match self.peek_tok() {
+                Some(Tok::Eq) => false,
+                Some(Tok::Ne) => true,
+                _ => return Ok(pred(Pred::Bool { kw, value: true }, span)),
+            };
+            self.next();
+            let (v, vspan) = self.value()?;
+            let Value::Bool(b) = v else {
+                return Err(ParseError::new(
+                    self.text,
+                    vspan,
+                    format!("`{lower}` compares with true or false"),
+                ));
+            };
+            return Ok(pred(
+                Pred::Bool {
+                    kw,
+                    value: b != negate,
+                },
+                vspan,
+            ));
+        }
+        if let Some(kw) = lookup(NUM_KWS, &lower) {
+            if matches!(kw, NumKw::Index | NumKw::Coverage) && scope != Scope::RootCause {
+                return Err(ParseError::new(
+                    self.text,
+                    span,
+                    format!("`{lower}` is only valid inside rootcause.*.* {{ }}"),
+                ));
+            }
+            let Some(op) = self.cmp_op() else {
+                return Err(
+                    self.err_here(format!("`{lower}` needs a comparison, e.g. {lower} > 5"))
+                );
+            };
+            let (v, vspan) = self.value()?;
+            let Value::Num(n) = v else {
+                return Err(ParseError::new(
+                    self.text,
+                    vspan,
+                    format!("`{lower}` compares with a number"),
+                ));
+            };
+            return Ok(pred(Pred::Num { kw, op, value: n }, vspan));
+        }
+        if let Some(kw) = lookup(STR_KWS, &lower) {
+            let Some(op) = self.str_op() else {
+                return Ok(pred(Pred::StrSet { kw }, span));
+            };
+            let (v, vspan) = self.string_value(&format!("`{lower}`"))?;
+            return Ok(pred(Pred::Str { kw, op, value: v }, vspan));
+        }
+        if lower == "annotation" || lower.starts_with("annotation.") {
+            if scope == Scope::Node {
+                return Err(ParseError::new(
+                    self.text,
+                    span,
+                    "annotations are not allowed inside service or edge braces",
+                )
+                .with_hint("move the annotation condition outside the braces"));
+            }
+            let (key, kspan) = if lower == "annotation" {
+                self.expect(
+                    Tok::LBracket,
+                    "`[` after annotation (annotation[KEY] or annotation.KEY)",
+                )?;
+                let k = self.string_value("annotation[...]")?;
+                let close = self.expect(Tok::RBracket, "`]`")?;
+                (k.0, close.span)
+            } else {
+                (word["annotation.".len()..].to_owned(), span)
+            };
+            if key.is_empty() {
+                return Err(ParseError::new(self.text, span, "annotation key is empty"));
+            }
+            if let Some(op) = self.str_op() {
+                if matches!(op, StrOp::Contains | StrOp::BeginsWith | StrOp::EndsWith) {
+                    let (v, vspan) = self.string_value("a string operator")?;
+                    return Ok(pred(
+                        Pred::Annotation {
+                            key,
+                            cmp: None,
+                            str_op: Some((op, v)),
+                        },
+                        vspan,
+                    ));
+                }
+                let cmp = if op == StrOp::Eq {
+                    CmpOp::Eq
+                } else {
+                    CmpOp::Ne
+                };
+                let (v, vspan) = self.value()?;
+                return Ok(pred(
+                    Pred::Annotation {
+                        key,
+                        cmp: Some((cmp, v)),
+                        str_op: None,
+                    },
+                    vspan,
+                ));
+            }
+            if let Some(op) = self.cmp_op() {
+                let (v, vspan) = self.value()?;
+                return Ok(pred(
+                    Pred::Annotation {
+                        key,
+                        cmp: Some((op, v)),
+                        str_op: None,
+                    },
+                    vspan,
+                ));
+            }
+            return Ok(pred(
+                Pred::Annotation {
+                    key,
+                    cmp: None,
+                    str_op: None,
+                },
+                kspan,
+            ));
+        }
+        if lower == "group.name" || lower == "group.arn" {
+            self.expect(Tok::Eq, &format!("`=` after {lower}"))?;
+            let (v, vspan) = self.string_value(&lower)?;
+            return Ok(pred(
+                Pred::Group {
+                    arn: lower == "group.arn",
+                    value: v,
+                },
+                vspan,
+            ));
+        }
+        if lower == "service" {
+            self.expect(Tok::LParen, "`(` after service")?;
+            let svc = if self.peek_tok() == Some(&Tok::RParen) {
+                None
+            } else {
+                Some(self.service_ref()?)
+            };
+            let close = self.expect(Tok::RParen, "`)` closing service(...)")?;
+            let svc = svc.filter(|s| s.by_id || s.name.as_deref().is_some_and(|n| !n.is_empty()));
+            let (body, end) = self.braces(Scope::Node, close.span)?;
+            return Ok(pred(Pred::Service { svc, body }, end));
+        }
+        if lower == "edge" {
+            self.expect(Tok::LParen, "`(` after edge")?;
+            let from = self.service_ref()?;
+            self.expect(Tok::Comma, "`,` between the two services of edge(a, b)")?;
+            let to = self.service_ref()?;
+            let close = self.expect(Tok::RParen, "`)` closing edge(...)")?;
+            let (body, end) = self.braces(Scope::Node, close.span)?;
+            return Ok(pred(Pred::Edge { from, to, body }, end));
+        }
+        if lower == "rootcause.json" || lower == "json" {
+            self.expect(Tok::Eq, "`=` after rootcause.json")?;
+            return match self.next() {
+                Some(Token {
+                    tok: Tok::JsonLiteral(j),
+                    span: js,
+                }) => Ok(pred(
+                    Pred::RootCauseJson {
+                        json: j.trim().to_owned(),
+                    },
+                    js,
+                )),
+                Some(t) => Err(ParseError::new(
+                    self.text,
+                    t.span,
+                    "rootcause.json takes a #[ {...} ] literal",
+                )),
+                None => Err(ParseError::new(
+                    self.text,
+                    self.end_span(),
+                    "rootcause.json takes a #[ {...} ] literal",
+                )),
+            };
+        }
+        if let Some(rest) = lower.strip_prefix("rootcause.") {
+            let mut parts = rest.split('.');
+            let kind = match parts.next() {
+                Some("fault") => Some(RootCauseKind::Fault),
+                Some("error") => Some(RootCauseKind::Error),
+                Some("responsetime") => Some(RootCauseKind::ResponseTime),
+                _ => None,
+            };
+            let level = match parts.next() {
+                Some("service") => Some(RootCauseLevel::Service),
+                Some("entity") => Some(RootCauseLevel::Entity),
+                Some("exception") => Some(RootCauseLevel::Exception),
+                _ => None,
+            };
+            if let (Some(kind), Some(level), None) = (kind, level, parts.next()) {
+                if scope != Scope::Top {
+                    return Err(ParseError::new(
+                        self.text,
+                        span,
+                        "rootcause keywords cannot be nested in braces",
+                    ));
+                }
+                let open = self.expect(Tok::LBrace, &format!("`{{` after {lower}"))?;
+                let (body, end) = self.braces(Scope::RootCause, open.span)?;
+                let body =
+                    body.ok_or_else(|| ParseError::new(self.text, open.span, "empty braces"))?;
+                return Ok(pred(Pred::RootCause { kind, level, body }, end));
+            }
+        }
+        let mut e = ParseError::new(self.text, span, format!("unknown keyword `{word}`"));
+        if let Some(n) = nearest_keyword(&word) {
+            e = e.with_hint(format!("did you mean `{n}`?"));
+        }
+        Err(e)
+    }
+
+    /// Optional `{ expr }` after service/edge (or mandatory after rootcause, whose `{`
+    /// the caller consumed: then `open` is that brace).
+    fn braces(
+        &mut self,
+        scope: Scope,
+        after: Span,
+    ) -> Result<(Option<Box<Expr>>, Span), ParseError> {
+        if scope == Scope::Node {
+            if self.peek_tok() != Some(&Tok::LBrace) {
+                return Ok((None, after));
+            }
+            self.next();
+        }
+        self.enter(after)?;
+        let inner = self.or_expr(scope)?;
+        self.depth -= 1;
+        let close = self.expect(Tok::RBrace, "`}`")?;
+        Ok((Some(Box::new(inner)), close.span))
+    }
+
+    fn service_ref(&mut self) -> Result<ServiceRef, ParseError> {
+        if self.is_word("id") && self.toks.get(self.pos + 1).map(|t| &t.tok) == Some(&Tok::LParen) {
+            self.next();
+            self.next();
+            let mut r = ServiceRef {
+                by_id: true,
+                ..Default::default()
+            };
+            loop {
+                let Some(Token {
+                    tok: Tok::Word(k),
+                    span,
+                }) = self.next()
+                else {
+                    return Err(self.err_here("id(...) takes name:, type: or account.id:"));
+                };
+                // `account.id:` lexes as one word with the colon; accept both forms
+                let key = k.trim_end_matches(':').to_ascii_lowercase();
+                if !k.ends_with(':') {
+                    self.expect(Tok::Colon, "`:` after the id(...) field name")?;
+                }
+                let (v, _) = self.string_value(&format!("id({key}: ...)"))?;
+                match key.as_str() {
+                    "name" => r.name = Some(v),
+                    "type" => r.kind = Some(v),
+                    "account.id" => r.account_id = Some(v),
+                    _ => {
+                        return Err(ParseError::new(
+                            self.text,
+                            span,
+                            format!("id(...) has no field `{key}`"),
+                        )
+                        .with_hint("use name:, type: or account.id:"));
+                    }
+                }
+                match self.next() {
+                    Some(Token {
+                        tok: Tok::Comma, ..
+                    }) => continue,
+                    Some(Token {
+                        tok: Tok::RParen, ..
+                    }) => break,
+                    Some(t) => {
+                        return Err(ParseError::new(
+                            self.text,
+                            t.span,
+                            "expected `,` or `)` in id(...)",
+                        ));
+                    }
+                    None => {
+                        return Err(ParseError::new(
+                            self.text,
+                            self.end_span(),
+                            "id(...) is not closed",
+                        ));
+                    }
+                }
+            }
+            return Ok(r);
+        }
+        let (name, _) = self.string_value("a service")?;
+        Ok(ServiceRef {
+            name: Some(name),
+            ..Default::default()
+        })
+    }
+}
