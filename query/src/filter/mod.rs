@@ -195,3 +195,156 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod printer_roundtrip {
+    use super::ast::*;
+    use super::parse;
+    use proptest::prelude::*;
+
+    fn e(kind: ExprKind) -> Expr {
+        Expr {
+            kind,
+            span: Span::default(),
+        }
+    }
+
+    fn word() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9_ .\"\\\\/:-]{0,12}"
+    }
+
+    fn leaf(scope: u8) -> BoxedStrategy<Expr> {
+        let bools: Vec<BoolKw> = match scope {
+            0 => vec![
+                BoolKw::Ok,
+                BoolKw::Error,
+                BoolKw::Throttle,
+                BoolKw::Fault,
+                BoolKw::Partial,
+                BoolKw::Inferred,
+            ],
+            1 => vec![BoolKw::Ok, BoolKw::Error, BoolKw::Fault, BoolKw::Root],
+            _ => vec![
+                BoolKw::First,
+                BoolKw::Last,
+                BoolKw::Remote,
+                BoolKw::Inferred,
+            ],
+        };
+        let nums: Vec<NumKw> = if scope == 2 {
+            vec![NumKw::Index, NumKw::Coverage]
+        } else {
+            vec![NumKw::ResponseTime, NumKw::Duration, NumKw::HttpStatus]
+        };
+        let strs = vec![
+            StrKw::HttpUrl,
+            StrKw::User,
+            StrKw::Name,
+            StrKw::Type,
+            StrKw::Message,
+            StrKw::ResourceArn,
+        ];
+        let cmp = prop::sample::select(vec![
+            CmpOp::Eq,
+            CmpOp::Ne,
+            CmpOp::Lt,
+            CmpOp::Le,
+            CmpOp::Gt,
+            CmpOp::Ge,
+        ]);
+        let sop = prop::sample::select(vec![
+            StrOp::Eq,
+            StrOp::Ne,
+            StrOp::Contains,
+            StrOp::BeginsWith,
+            StrOp::EndsWith,
+        ]);
+        let mut options: Vec<BoxedStrategy<Expr>> = vec![
+            (prop::sample::select(bools), any::<bool>())
+                .prop_map(|(kw, value)| e(ExprKind::Pred(Pred::Bool { kw, value })))
+                .boxed(),
+            (prop::sample::select(nums), cmp.clone(), -1000i32..1000)
+                .prop_map(|(kw, op, v)| {
+                    e(ExprKind::Pred(Pred::Num {
+                        kw,
+                        op,
+                        value: f64::from(v) / 4.0,
+                    }))
+                })
+                .boxed(),
+            (prop::sample::select(strs.clone()), sop, word())
+                .prop_map(|(kw, op, value)| e(ExprKind::Pred(Pred::Str { kw, op, value })))
+                .boxed(),
+            prop::sample::select(strs)
+                .prop_map(|kw| e(ExprKind::Pred(Pred::StrSet { kw })))
+                .boxed(),
+        ];
+        if scope == 0 {
+            options.push(
+                ("[a-zA-Z0-9_.]{1,8}", prop::option::of((cmp, -50i32..50)))
+                    .prop_map(|(key, c)| {
+                        e(ExprKind::Pred(Pred::Annotation {
+                            key,
+                            cmp: c.map(|(op, v)| (op, Value::Num(f64::from(v)))),
+                            str_op: None,
+                        }))
+                    })
+                    .boxed(),
+            );
+            options.push(
+                (word(), any::<bool>())
+                    .prop_map(|(name, by_id)| {
+                        let svc = ServiceRef {
+                            name: Some(format!("s{name}")),
+                            by_id,
+                            ..Default::default()
+                        };
+                        e(ExprKind::Pred(Pred::Service {
+                            svc: Some(svc),
+                            body: None,
+                        }))
+                    })
+                    .boxed(),
+            );
+        }
+        prop::strategy::Union::new(options).boxed()
+    }
+
+    fn tree(scope: u8) -> impl Strategy<Value = Expr> {
+        leaf(scope).prop_recursive(4, 24, 4, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 2..4).prop_map(|v| e(ExprKind::And(v))),
+                prop::collection::vec(inner.clone(), 2..4).prop_map(|v| e(ExprKind::Or(v))),
+                inner.prop_map(|x| e(ExprKind::Not(Box::new(x)))),
+            ]
+        })
+    }
+
+    fn with_braces() -> impl Strategy<Value = Expr> {
+        prop_oneof![
+            tree(0),
+            (tree(1), word()).prop_map(|(b, n)| e(ExprKind::Pred(Pred::Service {
+                svc: Some(ServiceRef {
+                    name: Some(format!("n{n}")),
+                    ..Default::default()
+                }),
+                body: Some(Box::new(b)),
+            }))),
+            tree(2).prop_map(|b| e(ExprKind::Pred(Pred::RootCause {
+                kind: RootCauseKind::Fault,
+                level: RootCauseLevel::Entity,
+                body: Box::new(b),
+            }))),
+        ]
+    }
+
+    proptest! {
+        /// print(parse(print(e))) == print(e): the printer writes what the parser reads.
+        #[test]
+        fn printed_expressions_parse_back(x in with_braces()) {
+            let text = x.to_string();
+            let back = parse(&text).map_err(|err| TestCaseError::fail(format!("{text}\n{err}")))?;
+            prop_assert_eq!(back.to_string(), text);
+        }
+    }
+}
