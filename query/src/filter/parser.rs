@@ -321,6 +321,18 @@ impl Parser<'_> {
                     span: t.span.to(close),
                 })
             }
+            Tok::Word(w) if w.eq_ignore_ascii_case("or") || w.eq_ignore_ascii_case("and") => {
+                Err(ParseError::new(
+                    self.text,
+                    t.span,
+                    format!("expected a condition, found the operator `{w}`"),
+                ))
+            }
+            Tok::OrOr | Tok::AndAnd => Err(ParseError::new(
+                self.text,
+                t.span,
+                "expected a condition, found an operator",
+            )),
             Tok::Word(_) => self.predicate(scope),
             Tok::Str(_) => Err(
                 ParseError::new(self.text, t.span, "a string cannot stand alone")
