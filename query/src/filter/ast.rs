@@ -176,6 +176,19 @@ pub enum Pred {
 }
 
 impl BoolKw {
+    pub const ALL: &[BoolKw] = &[
+        BoolKw::Ok,
+        BoolKw::Error,
+        BoolKw::Throttle,
+        BoolKw::Fault,
+        BoolKw::Partial,
+        BoolKw::Inferred,
+        BoolKw::First,
+        BoolKw::Last,
+        BoolKw::Remote,
+        BoolKw::Root,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             BoolKw::Ok => "ok",
@@ -193,6 +206,14 @@ impl BoolKw {
 }
 
 impl NumKw {
+    pub const ALL: &[NumKw] = &[
+        NumKw::ResponseTime,
+        NumKw::Duration,
+        NumKw::HttpStatus,
+        NumKw::Index,
+        NumKw::Coverage,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             NumKw::ResponseTime => "responsetime",
@@ -205,6 +226,20 @@ impl NumKw {
 }
 
 impl StrKw {
+    pub const ALL: &[StrKw] = &[
+        StrKw::HttpUrl,
+        StrKw::HttpMethod,
+        StrKw::HttpUserAgent,
+        StrKw::HttpClientIp,
+        StrKw::User,
+        StrKw::Name,
+        StrKw::Type,
+        StrKw::Message,
+        StrKw::AvailabilityZone,
+        StrKw::InstanceId,
+        StrKw::ResourceArn,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             StrKw::HttpUrl => "http.url",

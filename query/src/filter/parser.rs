@@ -82,38 +82,6 @@ pub fn parse_with(text: &str, limits: FilterLimits) -> Result<Expr, ParseError> 
     Ok(e)
 }
 
-const BOOL_KWS: &[(&str, BoolKw)] = &[
-    ("ok", BoolKw::Ok),
-    ("error", BoolKw::Error),
-    ("throttle", BoolKw::Throttle),
-    ("fault", BoolKw::Fault),
-    ("partial", BoolKw::Partial),
-    ("inferred", BoolKw::Inferred),
-    ("first", BoolKw::First),
-    ("last", BoolKw::Last),
-    ("remote", BoolKw::Remote),
-    ("root", BoolKw::Root),
-];
-const NUM_KWS: &[(&str, NumKw)] = &[
-    ("responsetime", NumKw::ResponseTime),
-    ("duration", NumKw::Duration),
-    ("http.status", NumKw::HttpStatus),
-    ("index", NumKw::Index),
-    ("coverage", NumKw::Coverage),
-];
-const STR_KWS: &[(&str, StrKw)] = &[
-    ("http.url", StrKw::HttpUrl),
-    ("http.method", StrKw::HttpMethod),
-    ("http.useragent", StrKw::HttpUserAgent),
-    ("http.clientip", StrKw::HttpClientIp),
-    ("user", StrKw::User),
-    ("name", StrKw::Name),
-    ("type", StrKw::Type),
-    ("message", StrKw::Message),
-    ("availabilityzone", StrKw::AvailabilityZone),
-    ("instance.id", StrKw::InstanceId),
-    ("resource.arn", StrKw::ResourceArn),
-];
 const OTHER_KWS: &[&str] = &[
     "annotation",
     "service",
@@ -133,11 +101,10 @@ const OTHER_KWS: &[&str] = &[
     "rootcause.responsetime.exception",
 ];
 
-fn lookup<T: Copy>(table: &[(&str, T)], word: &str) -> Option<T> {
-    table
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(word))
-        .map(|(_, v)| *v)
+fn lookup<T: Copy>(all: &[T], name: fn(T) -> &'static str, word: &str) -> Option<T> {
+    all.iter()
+        .copied()
+        .find(|k| name(*k).eq_ignore_ascii_case(word))
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -158,11 +125,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// The known keyword nearest to `word`, if it is close.
 fn nearest_keyword(word: &str) -> Option<&'static str> {
     let w = word.to_ascii_lowercase();
-    let all = BOOL_KWS
+    let all = BoolKw::ALL
         .iter()
-        .map(|k| k.0)
-        .chain(NUM_KWS.iter().map(|k| k.0))
-        .chain(STR_KWS.iter().map(|k| k.0))
+        .map(|k| k.name())
+        .chain(NumKw::ALL.iter().map(|k| k.name()))
+        .chain(StrKw::ALL.iter().map(|k| k.name()))
         .chain(OTHER_KWS.iter().copied());
     let (best, d) = all.map(|k| (k, edit_distance(&w, k))).min_by_key(|x| x.1)?;
     (d <= 2 + w.len() / 6).then_some(best)
@@ -441,7 +408,7 @@ impl Parser<'_> {
             span: span.to(end),
         };
 
-        if let Some(kw) = lookup(BOOL_KWS, &lower) {
+        if let Some(kw) = lookup(BoolKw::ALL, BoolKw::name, &lower) {
             match kw {
                 BoolKw::Root if scope != Scope::Node => {
                     return Err(ParseError::new(
@@ -481,7 +448,7 @@ impl Parser<'_> {
                 vspan,
             ));
         }
-        if let Some(kw) = lookup(NUM_KWS, &lower) {
+        if let Some(kw) = lookup(NumKw::ALL, NumKw::name, &lower) {
             if matches!(kw, NumKw::Index | NumKw::Coverage) && scope != Scope::RootCause {
                 return Err(ParseError::new(
                     self.text,
@@ -504,7 +471,7 @@ impl Parser<'_> {
             };
             return Ok(pred(Pred::Num { kw, op, value: n }, vspan));
         }
-        if let Some(kw) = lookup(STR_KWS, &lower) {
+        if let Some(kw) = lookup(StrKw::ALL, StrKw::name, &lower) {
             let Some(op) = self.str_op() else {
                 return Ok(pred(Pred::StrSet { kw }, span));
             };
