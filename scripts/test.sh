@@ -14,5 +14,8 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import pyarrow, duckd
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check pyarrow duckdb
 fi
-cargo build -p tracelake-cli --bin tracelake
-"$venv/bin/python" scripts/python/test_open_parquet.py "$target_dir/debug/tracelake"
+# `cargo test` above built the binary (cli integration tests use it); a separate
+# `cargo build` would resolve features without dev-dependencies and rebuild DataFusion.
+bin="$target_dir/debug/tracelake"
+test -x "$bin" || { echo "missing $bin"; exit 1; }
+"$venv/bin/python" scripts/python/test_open_parquet.py "$bin"
