@@ -212,6 +212,14 @@ pub(crate) fn lex(text: &str) -> Result<Vec<Token>, ParseError> {
                             },
                             j,
                         ),
+                        // `10.0.0.1`: digits and dots that are no number are a bare word
+                        Err(_) if c.is_ascii_digit() && !lit.contains(['e', 'E']) => (
+                            Token {
+                                tok: Tok::Word(lit.to_owned()),
+                                span: Span::new(start, end_of(j)),
+                            },
+                            j,
+                        ),
                         _ => {
                             return Err(ParseError::new(
                                 text,

@@ -47,7 +47,7 @@ pub fn parse_with(text: &str, limits: FilterLimits) -> Result<Expr, ParseError> 
     if text.len() > limits.max_length {
         return Err(ParseError::new(
             text,
-            Span::new(limits.max_length, text.len()),
+            Span::new(floor_char_boundary(text, limits.max_length), text.len()),
             format!(
                 "the expression is {} bytes, over the limit of {}",
                 text.len(),
@@ -100,6 +100,23 @@ const OTHER_KWS: &[&str] = &[
     "rootcause.responsetime.entity",
     "rootcause.responsetime.exception",
 ];
+
+fn floor_char_boundary(text: &str, mut i: usize) -> usize {
+    while i > 0 && !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// Adds `e` to an OR (or AND) list, splicing in a child of the same kind: `a OR (b OR c)`
+/// is `Or[a, b, c]`, so the printed form parses back to the same tree.
+fn push_flat(items: &mut Vec<Expr>, e: Expr, or: bool) {
+    match e.kind {
+        ExprKind::Or(v) if or => items.extend(v),
+        ExprKind::And(v) if !or => items.extend(v),
+        kind => items.push(Expr { kind, span: e.span }),
+    }
+}
 
 fn lookup<T: Copy>(all: &[T], name: fn(T) -> &'static str, word: &str) -> Option<T> {
     all.iter()
@@ -191,11 +208,11 @@ impl Parser<'_> {
     }
 
     fn or_expr(&mut self, scope: Scope) -> Result<Expr, ParseError> {
-        let first = self.and_expr(scope)?;
-        let mut items = vec![first];
+        let mut items = Vec::new();
+        push_flat(&mut items, self.and_expr(scope)?, true);
         while self.is_word("or") || self.peek_tok() == Some(&Tok::OrOr) {
             self.next();
-            items.push(self.and_expr(scope)?);
+            push_flat(&mut items, self.and_expr(scope)?, true);
         }
         Ok(if items.len() == 1 {
             items.remove(0)
@@ -218,15 +235,15 @@ impl Parser<'_> {
     }
 
     fn and_expr(&mut self, scope: Scope) -> Result<Expr, ParseError> {
-        let first = self.unary(scope)?;
-        let mut items = vec![first];
+        let mut items = Vec::new();
+        push_flat(&mut items, self.unary(scope)?, false);
         loop {
             if self.is_word("and") || self.peek_tok() == Some(&Tok::AndAnd) {
                 self.next();
-                items.push(self.unary(scope)?);
+                push_flat(&mut items, self.unary(scope)?, false);
             } else if self.starts_unary() {
                 // juxtaposition means AND (SPEC 7.2)
-                items.push(self.unary(scope)?);
+                push_flat(&mut items, self.unary(scope)?, false);
             } else {
                 break;
             }
@@ -355,6 +372,11 @@ impl Parser<'_> {
                 tok: Tok::Word(w),
                 span,
             }) => Ok((w, span)),
+            // a bare word of digits (`name = 404`, `account.id: 123456789012`), as written
+            Some(Token {
+                tok: Tok::Num(_),
+                span,
+            }) => Ok((self.text[span.start..span.end].to_owned(), span)),
             Some(t) => Err(
                 ParseError::new(self.text, t.span, format!("{what} takes a string"))
                     .with_hint("put the value in double quotes"),
@@ -676,12 +698,19 @@ impl Parser<'_> {
                 else {
                     return Err(self.err_here("id(...) takes name:, type: or account.id:"));
                 };
-                // `account.id:` lexes as one word with the colon; accept both forms
-                let key = k.trim_end_matches(':').to_ascii_lowercase();
-                if !k.ends_with(':') {
-                    self.expect(Tok::Colon, "`:` after the id(...) field name")?;
-                }
-                let (v, _) = self.string_value(&format!("id({key}: ...)"))?;
+                // `name:` and `name:api` lex as one word (`:` is a word character)
+                let (key, inline) = match k.split_once(':') {
+                    Some((key, rest)) => (key.to_ascii_lowercase(), Some(rest.to_owned())),
+                    None => (k.to_ascii_lowercase(), None),
+                };
+                let v = match inline {
+                    Some(rest) if !rest.is_empty() => rest,
+                    Some(_) => self.string_value(&format!("id({key}: ...)"))?.0,
+                    None => {
+                        self.expect(Tok::Colon, "`:` after the id(...) field name")?;
+                        self.string_value(&format!("id({key}: ...)"))?.0
+                    }
+                };
                 match key.as_str() {
                     "name" => r.name = Some(v),
                     "type" => r.kind = Some(v),
