@@ -174,7 +174,7 @@ mod tests {
             ("ok $ fault", 3, "unexpected character"),
             ("index > 1", 0, "only valid inside rootcause"),
             ("rootcause.fault.service ok", 24, "`{`"),
-            ("rootcause.fault.service { ok", 28, "`}`"),
+            ("rootcause.fault.service { remote", 32, "`}`"),
             ("rootcause.fault.nowhere { ok }", 0, "unknown keyword"),
             ("rootcause.json = {}", 17, "#["),
             ("rootcause.json = #[{\"a\": 1}", 17, "unterminated"),
@@ -208,6 +208,23 @@ mod tests {
             (r#"http.url = "a\qb""#, 13, "unknown escape"),
             ("faultt", 0, "did you mean `fault`"),
             ("htp.url = \"x\"", 0, "did you mean `http.url`"),
+            (
+                "rootcause.fault.service { responsetime > 5 }",
+                26,
+                "not valid inside rootcause",
+            ),
+            (
+                "rootcause.fault.entity { coverage > 0.5 }",
+                25,
+                "response-time root causes only",
+            ),
+            (
+                r#"service("a") { rootcause.json = #[{}] }"#,
+                15,
+                "cannot be nested",
+            ),
+            ("rootcause.json = #[not json]", 17, "JSON object"),
+            ("annotation.a-b = 1", 0, "letters, digits and _"),
         ] {
             let err = parse(text).expect_err(text);
             assert_eq!(err.position(), pos, "{text}: {err}");
@@ -299,14 +316,18 @@ mod printer_roundtrip {
         } else {
             vec![NumKw::ResponseTime, NumKw::Duration, NumKw::HttpStatus]
         };
-        let strs = vec![
-            StrKw::HttpUrl,
-            StrKw::User,
-            StrKw::Name,
-            StrKw::Type,
-            StrKw::Message,
-            StrKw::ResourceArn,
-        ];
+        let strs = if scope == 2 {
+            vec![StrKw::Name, StrKw::Type, StrKw::Message]
+        } else {
+            vec![
+                StrKw::HttpUrl,
+                StrKw::User,
+                StrKw::Name,
+                StrKw::Type,
+                StrKw::Message,
+                StrKw::ResourceArn,
+            ]
+        };
         let cmp = prop::sample::select(vec![
             CmpOp::Eq,
             CmpOp::Ne,
@@ -394,7 +415,7 @@ mod printer_roundtrip {
                 body: Some(Box::new(b)),
             }))),
             tree(2).prop_map(|b| e(ExprKind::Pred(Pred::RootCause {
-                kind: RootCauseKind::Fault,
+                kind: RootCauseKind::ResponseTime,
                 level: RootCauseLevel::Entity,
                 body: Box::new(b),
             }))),

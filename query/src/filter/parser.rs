@@ -27,8 +27,13 @@ enum Scope {
     /// Inside `service(...) { }` or `edge(...) { }`.
     Node,
     /// Inside `rootcause.*.* { }`.
-    RootCause,
+    RootCause(RootCauseKind),
 }
+
+/// Keywords SPEC 3.4 allows inside `rootcause.*.* { }`.
+const ROOTCAUSE_KEYWORDS: &[&str] = &[
+    "name", "type", "message", "inferred", "remote", "first", "last", "index", "coverage",
+];
 
 struct Parser<'a> {
     text: &'a str,
@@ -425,6 +430,14 @@ impl Parser<'_> {
             return Err(self.err_here("expected a keyword"));
         };
         let lower = word.to_ascii_lowercase();
+        if matches!(scope, Scope::RootCause(_)) && !ROOTCAUSE_KEYWORDS.contains(&lower.as_str()) {
+            return Err(ParseError::new(
+                self.text,
+                span,
+                format!("`{word}` is not valid inside rootcause braces"),
+            )
+            .with_hint(format!("use {}", ROOTCAUSE_KEYWORDS.join(", "))));
+        }
         let pred = |p: Pred, end: Span| Expr {
             kind: ExprKind::Pred(p),
             span: span.to(end),
@@ -439,7 +452,9 @@ impl Parser<'_> {
                         "`root` is only valid inside service(...) { } or edge(...) { }",
                     ));
                 }
-                BoolKw::First | BoolKw::Last | BoolKw::Remote if scope != Scope::RootCause => {
+                BoolKw::First | BoolKw::Last | BoolKw::Remote
+                    if !matches!(scope, Scope::RootCause(_)) =>
+                {
                     return Err(ParseError::new(
                         self.text,
                         span,
@@ -471,7 +486,17 @@ impl Parser<'_> {
             ));
         }
         if let Some(kw) = lookup(NumKw::ALL, NumKw::name, &lower) {
-            if matches!(kw, NumKw::Index | NumKw::Coverage) && scope != Scope::RootCause {
+            if kw == NumKw::Coverage
+                && matches!(scope, Scope::RootCause(k) if k != RootCauseKind::ResponseTime)
+            {
+                return Err(ParseError::new(
+                    self.text,
+                    span,
+                    "`coverage` applies to response-time root causes only (rootcause.responsetime.*)",
+                ));
+            }
+            if matches!(kw, NumKw::Index | NumKw::Coverage) && !matches!(scope, Scope::RootCause(_))
+            {
                 return Err(ParseError::new(
                     self.text,
                     span,
@@ -518,7 +543,16 @@ impl Parser<'_> {
                 let close = self.expect(Tok::RBracket, "`]`")?;
                 (k.0, close.span)
             } else {
-                (word["annotation.".len()..].to_owned(), span)
+                let key = &word["annotation.".len()..];
+                if !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(ParseError::new(
+                        self.text,
+                        span,
+                        format!("annotation.KEY takes letters, digits and _ only, not {key:?}"),
+                    )
+                    .with_hint(format!("write annotation[\"{key}\"]")));
+                }
+                (key.to_owned(), span)
             };
             if key.is_empty() {
                 return Err(ParseError::new(self.text, span, "annotation key is empty"));
@@ -603,17 +637,33 @@ impl Parser<'_> {
             return Ok(pred(Pred::Edge { from, to, body }, end));
         }
         if lower == "rootcause.json" || lower == "json" {
+            if scope != Scope::Top {
+                return Err(ParseError::new(
+                    self.text,
+                    span,
+                    "rootcause keywords cannot be nested in braces",
+                ));
+            }
             self.expect(Tok::Eq, "`=` after rootcause.json")?;
             return match self.next() {
                 Some(Token {
                     tok: Tok::JsonLiteral(j),
                     span: js,
-                }) => Ok(pred(
-                    Pred::RootCauseJson {
-                        json: j.trim().to_owned(),
-                    },
-                    js,
-                )),
+                }) => {
+                    match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&j) {
+                        Ok(_) => Ok(pred(
+                            Pred::RootCauseJson {
+                                json: j.trim().to_owned(),
+                            },
+                            js,
+                        )),
+                        Err(e) => Err(ParseError::new(
+                            self.text,
+                            js,
+                            format!("rootcause.json takes a JSON object: {e}"),
+                        )),
+                    }
+                }
                 Some(t) => Err(ParseError::new(
                     self.text,
                     t.span,
@@ -649,7 +699,7 @@ impl Parser<'_> {
                     ));
                 }
                 let open = self.expect(Tok::LBrace, &format!("`{{` after {lower}"))?;
-                let (body, end) = self.braces(Scope::RootCause, open.span)?;
+                let (body, end) = self.braces(Scope::RootCause(kind), open.span)?;
                 let body =
                     body.ok_or_else(|| ParseError::new(self.text, open.span, "empty braces"))?;
                 return Ok(pred(Pred::RootCause { kind, level, body }, end));
