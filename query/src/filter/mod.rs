@@ -20,6 +20,21 @@ pub use ast::{Expr, ExprKind, Pred, Span};
 pub use error::ParseError;
 pub use parser::{FilterLimits, parse, parse_with};
 
+/// The tree without spans, for comparing parses in tests.
+#[cfg(test)]
+fn strip_spans(e: &Expr) -> String {
+    let dbg = format!("{:?}", e.kind);
+    let mut out = String::new();
+    let mut rest = dbg.as_str();
+    while let Some(i) = rest.find("span: Span {") {
+        out.push_str(&rest[..i]);
+        let close = rest[i..].find('}').map_or(rest.len(), |c| i + c + 1);
+        rest = &rest[close..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::ast::*;
@@ -29,20 +44,6 @@ mod tests {
         parse(text)
             .unwrap_or_else(|e| panic!("{text}: {e}"))
             .to_string()
-    }
-
-    /// The tree without spans, for comparing parses.
-    fn strip(e: &Expr) -> String {
-        let dbg = format!("{:?}", e.kind);
-        let mut out = String::new();
-        let mut rest = dbg.as_str();
-        while let Some(i) = rest.find("span: Span {") {
-            out.push_str(&rest[..i]);
-            let close = rest[i..].find('}').map_or(rest.len(), |c| i + c + 1);
-            rest = &rest[close..];
-        }
-        out.push_str(rest);
-        out
     }
 
     #[test]
@@ -126,8 +127,8 @@ mod tests {
             }
             assert_eq!(canon(text), want, "{text}");
             assert_eq!(
-                strip(&parse(&canon(text)).unwrap()),
-                strip(&parse(text).unwrap()),
+                super::strip_spans(&parse(&canon(text)).unwrap()),
+                super::strip_spans(&parse(text).unwrap()),
                 "{text}"
             );
         }
@@ -268,19 +269,6 @@ mod printer_roundtrip {
     use super::ast::*;
     use super::parse;
     use proptest::prelude::*;
-
-    fn strip_spans(e: &Expr) -> String {
-        let dbg = format!("{:?}", e.kind);
-        let mut out = String::new();
-        let mut rest = dbg.as_str();
-        while let Some(i) = rest.find("span: Span {") {
-            out.push_str(&rest[..i]);
-            let close = rest[i..].find('}').map_or(rest.len(), |c| i + c + 1);
-            rest = &rest[close..];
-        }
-        out.push_str(rest);
-        out
-    }
 
     fn e(kind: ExprKind) -> Expr {
         Expr {
@@ -429,7 +417,7 @@ mod printer_roundtrip {
             let text = x.to_string();
             let back = parse(&text).map_err(|err| TestCaseError::fail(format!("{text}\n{err}")))?;
             prop_assert_eq!(back.to_string(), text);
-            prop_assert_eq!(strip_spans(&back), strip_spans(&parse(&back.to_string()).unwrap()));
+            prop_assert_eq!(super::strip_spans(&back), super::strip_spans(&parse(&back.to_string()).unwrap()));
         }
     }
 }

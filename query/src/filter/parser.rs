@@ -106,6 +106,14 @@ const OTHER_KWS: &[&str] = &[
     "rootcause.responsetime.exception",
 ];
 
+fn is_not(tok: &Tok) -> bool {
+    match tok {
+        Tok::Not => true,
+        Tok::Word(w) => w.eq_ignore_ascii_case("not"),
+        _ => false,
+    }
+}
+
 fn floor_char_boundary(text: &str, mut i: usize) -> usize {
     while i > 0 && !text.is_char_boundary(i) {
         i -= 1;
@@ -269,18 +277,8 @@ impl Parser<'_> {
             return Err(self.err_here("the expression ends where a condition is expected"));
         };
         match &t.tok {
-            Tok::Not => {
-                self.next();
-                self.enter(t.span)?;
-                let inner = self.unary(scope)?;
-                self.depth -= 1;
-                let span = t.span.to(inner.span);
-                Ok(Expr {
-                    kind: ExprKind::Not(Box::new(inner)),
-                    span,
-                })
-            }
-            Tok::Word(w) if w.eq_ignore_ascii_case("not") => {
+            // `!` and its synonym `NOT` (SPEC 7.2)
+            tok if is_not(tok) => {
                 self.next();
                 self.enter(t.span)?;
                 let inner = self.unary(scope)?;
