@@ -4,13 +4,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use datafusion::datasource::TableProvider;
 use datafusion::execution::context::SessionContext;
 use datafusion::prelude::SessionConfig;
-use tracelake_query::SpansTable;
-use tracelake_storage::{Durability, IngestReport, Limits, Store, StoreOptions};
+use tracelake_query::filter::FilterLimits;
+use tracelake_query::{CompiledFilter, GroupResolver, SpansTable};
+use tracelake_storage::{Durability, IngestReport, Limits, Store, StoreOptions, TraceId};
 
 use crate::error::Error;
+use crate::group::{self, Group, Groups};
 use crate::result::QueryResult;
+use crate::traces::{self, SummaryPage, TraceQuery, TracesAnswer};
 
 /// Figures about a store (see [`Engine::stats`]).
 pub use tracelake_storage::StoreStats as Stats;
@@ -30,6 +34,8 @@ pub struct EngineOptions {
     pub flush_age: Duration,
     /// Threads for query execution (default: the number of CPUs).
     pub query_threads: usize,
+    /// Guards on filter expressions (64 KiB, nesting depth 64 by default).
+    pub filter_limits: FilterLimits,
 }
 
 impl Default for EngineOptions {
@@ -42,6 +48,7 @@ impl Default for EngineOptions {
             flush_bytes: s.flush_bytes,
             flush_age: s.flush_age,
             query_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            filter_limits: FilterLimits::default(),
         }
     }
 }
@@ -49,6 +56,9 @@ impl Default for EngineOptions {
 struct Inner {
     store: Arc<Store>,
     ctx: SessionContext,
+    table: Arc<dyn TableProvider>,
+    groups: Groups,
+    filter_limits: FilterLimits,
     /// `Option` only so that `Drop` can shut it down without blocking.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -97,7 +107,7 @@ impl Engine {
                 flush_age: options.flush_age,
             },
         )?;
-        Self::with_store(store, options.query_threads)
+        Self::with_store(store, options.query_threads, options.filter_limits)
     }
 
     /// Opens a store for reading only: it sees the last committed manifest (not the
@@ -105,10 +115,15 @@ impl Engine {
     /// a live store, a copied archive or a read-only mount.
     pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Engine, Error> {
         let store = Store::open_read_only(dir)?;
-        Self::with_store(store, EngineOptions::default().query_threads)
+        let d = EngineOptions::default();
+        Self::with_store(store, d.query_threads, d.filter_limits)
     }
 
-    fn with_store(store: Store, threads: usize) -> Result<Engine, Error> {
+    fn with_store(
+        store: Store,
+        threads: usize,
+        filter_limits: FilterLimits,
+    ) -> Result<Engine, Error> {
         let threads = threads.max(1);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
@@ -121,13 +136,19 @@ impl Engine {
             .with_information_schema(true);
         let ctx = SessionContext::new_with_config(config);
         let store = Arc::new(store);
-        let table = SpansTable::new(Arc::clone(&store) as Arc<dyn tracelake_query::SnapshotSource>);
-        ctx.register_table("spans", Arc::new(table))
+        let table: Arc<dyn TableProvider> = Arc::new(SpansTable::new(
+            Arc::clone(&store) as Arc<dyn tracelake_query::SnapshotSource>
+        ));
+        ctx.register_table("spans", Arc::clone(&table))
             .map_err(tracelake_query::Error::from)?;
+        let groups = Groups::open(store.root())?;
         Ok(Engine {
             inner: Arc::new(Inner {
                 store,
                 ctx,
+                table,
+                groups,
+                filter_limits,
                 runtime: Some(runtime),
             }),
         })
@@ -147,22 +168,264 @@ impl Engine {
     pub fn sql(&self, query: &str) -> Result<QueryResult, Error> {
         let ctx = self.inner.ctx.clone();
         let query = query.to_owned();
-        let run = async move {
+        self.block_on(async move {
             let df = ctx.sql(&query).await?;
             let schema = Arc::new(df.schema().as_arrow().clone());
             let batches = df.collect().await?;
-            Ok::<_, datafusion::error::DataFusionError>(QueryResult { schema, batches })
-        };
+            Ok(QueryResult { schema, batches })
+        })
+    }
+
+    /// Runs `work` on the engine's runtime and waits for it (safe from any thread, also
+    /// inside the caller's own async runtime).
+    fn block_on<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = Result<T, tracelake_query::Error>> + Send + 'static,
+    ) -> Result<T, Error> {
         let rt = self.inner.runtime.as_ref().ok_or(Error::Closed)?;
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         rt.spawn(async move {
-            let _ = tx.send(run.await);
+            let _ = tx.send(work.await);
         });
         match rx.recv() {
-            Ok(r) => r.map_err(|e| Error::Query(e.into())),
+            Ok(r) => r.map_err(Error::Query),
             // the task panicked or the runtime shut down
             Err(_) => Err(Error::QueryAborted),
         }
+    }
+
+    /// Parses and lowers a filter expression, expanding `group.name` / `group.arn`.
+    pub fn compile_filter(&self, expression: &str) -> Result<CompiledFilter, Error> {
+        Ok(tracelake_query::compile(
+            expression,
+            &self.inner.filter_limits,
+            &self.inner.groups,
+        )?)
+    }
+
+    fn search(
+        &self,
+        filter: Option<&str>,
+        range: Option<tracelake_query::TimeRange>,
+    ) -> Result<Vec<tracelake_query::Hit>, Error> {
+        let compiled = Arc::new(match filter.map(str::trim).filter(|f| !f.is_empty()) {
+            Some(f) => self.compile_filter(f)?,
+            None => CompiledFilter::all(),
+        });
+        let ctx = self.inner.ctx.clone();
+        let table = Arc::clone(&self.inner.table);
+        self.block_on(
+            async move { tracelake_query::search::find(&ctx, table, &compiled, range).await },
+        )
+    }
+
+    /// The ids of every trace matching an X-Ray filter expression, over all time, in
+    /// ascending order.
+    pub fn find_trace_ids(&self, filter: &str) -> Result<Vec<String>, Error> {
+        let mut hits: Vec<TraceId> = self
+            .search(Some(filter), None)?
+            .into_iter()
+            .filter(|h| h.matched)
+            .map(|h| h.trace_id)
+            .collect();
+        hits.sort();
+        Ok(hits.iter().map(ToString::to_string).collect())
+    }
+
+    /// GetTraceSummaries: the traces in the range that match the filter, newest first,
+    /// one page at a time.
+    pub fn trace_summaries(&self, query: &TraceQuery) -> Result<SummaryPage, Error> {
+        let range = traces::time_range(query)?;
+        let after = query
+            .next_token
+            .as_deref()
+            .map(traces::decode_token)
+            .transpose()?;
+        let hits = self.search(query.filter.as_deref(), range)?;
+        let mut processed = 0u64;
+        let mut matched: Vec<&tracelake_query::Hit> = Vec::new();
+        for h in &hits {
+            if h.in_range && traces::sampled(&h.trace_id, query.sampling_rate) {
+                processed += 1;
+                if h.matched {
+                    matched.push(h);
+                }
+            }
+        }
+        let matched_count = matched.len() as u64;
+        matched.sort_by_key(|h| std::cmp::Reverse(traces::order_key(h)));
+        let limit = query.limit.max(1);
+        let page: Vec<&tracelake_query::Hit> = matched
+            .into_iter()
+            .filter(|h| after.is_none_or(|a| traces::order_key(h) < a))
+            .take(limit + 1)
+            .collect();
+        let next_token =
+            (page.len() > limit).then(|| traces::encode_token(traces::order_key(page[limit - 1])));
+        let page = &page[..page.len().min(limit)];
+        let ids: Vec<TraceId> = page.iter().map(|h| h.trace_id).collect();
+        let ctx = self.inner.ctx.clone();
+        let table = Arc::clone(&self.inner.table);
+        let fetch = ids.clone();
+        let mut summaries = self.block_on(async move {
+            tracelake_query::summary::summaries(&ctx, table, &fetch).await
+        })?;
+        if let Some(r) = range.filter(|r| r.kind == tracelake_query::RangeType::Event) {
+            for s in &mut summaries {
+                s.matched_event_time = Some(s.start_time.max(r.start_ns));
+            }
+        }
+        Ok(SummaryPage {
+            approximate_time: page
+                .first()
+                .map(|h| tracelake_storage::segment::time::ns_to_seconds(h.first_start)),
+            trace_summaries: summaries,
+            traces_processed_count: processed,
+            matched_count,
+            next_token,
+        })
+    }
+
+    /// BatchGetTraces: whole traces by id, with no time range needed. Malformed and
+    /// unknown ids come back in `unprocessed_trace_ids`.
+    pub fn get_traces<S: AsRef<str>>(&self, ids: &[S]) -> Result<TracesAnswer, Error> {
+        let mut parsed = Vec::new();
+        let mut unprocessed = Vec::new();
+        for id in ids {
+            match TraceId::parse(id.as_ref().trim()) {
+                Some(t) if !parsed.contains(&t) => parsed.push(t),
+                Some(_) => {}
+                None => unprocessed.push(id.as_ref().to_owned()),
+            }
+        }
+        let ctx = self.inner.ctx.clone();
+        let table = Arc::clone(&self.inner.table);
+        let want = parsed.clone();
+        let traces =
+            self.block_on(
+                async move { tracelake_query::summary::documents(&ctx, table, &want).await },
+            )?;
+        for t in &parsed {
+            let text = t.to_string();
+            if !traces.iter().any(|x| x.id == text) {
+                unprocessed.push(text);
+            }
+        }
+        Ok(TracesAnswer {
+            traces,
+            unprocessed_trace_ids: unprocessed,
+        })
+    }
+
+    /// CreateGroup: stores a named filter expression (checked now: it must parse and
+    /// lower, and may refer to other groups but not in a cycle).
+    pub fn create_group(&self, name: &str, filter_expression: &str) -> Result<Group, Error> {
+        self.writable()?;
+        group::check_name(name)?;
+        let g = Group {
+            group_name: name.to_owned(),
+            group_arn: group::new_arn(name),
+            filter_expression: Some(filter_expression.to_owned()),
+            insights_configuration: Default::default(),
+        };
+        let created = g.clone();
+        self.inner.groups.change(
+            move |list| {
+                if list.iter().any(|x| x.group_name == g.group_name) {
+                    return Err(Error::InvalidArgument(format!(
+                        "a group named {:?} exists",
+                        g.group_name
+                    )));
+                }
+                list.push(g);
+                Ok(())
+            },
+            |list| self.check_groups(list),
+        )?;
+        Ok(created)
+    }
+
+    /// GetGroup by name or ARN.
+    pub fn group(&self, name_or_arn: &str) -> Option<Group> {
+        self.inner.groups.get(name_or_arn)
+    }
+
+    /// GetGroups.
+    pub fn groups(&self) -> Vec<Group> {
+        self.inner.groups.all()
+    }
+
+    /// UpdateGroup: a new expression for the group named (or with the ARN) given.
+    pub fn update_group(&self, name_or_arn: &str, filter_expression: &str) -> Result<Group, Error> {
+        self.writable()?;
+        let key = name_or_arn.to_owned();
+        let expr = filter_expression.to_owned();
+        self.inner.groups.change(
+            move |list| {
+                let g = list
+                    .iter_mut()
+                    .find(|g| g.group_name == key || g.group_arn == key)
+                    .ok_or_else(|| Error::InvalidArgument(format!("no group {key:?}")))?;
+                g.filter_expression = Some(expr);
+                Ok(g.clone())
+            },
+            |list| self.check_groups(list),
+        )
+    }
+
+    /// DeleteGroup by name or ARN. Groups that refer to it stop compiling, so it is
+    /// refused while another group's expression names it.
+    pub fn delete_group(&self, name_or_arn: &str) -> Result<(), Error> {
+        self.writable()?;
+        let key = name_or_arn.to_owned();
+        self.inner.groups.change(
+            move |list| {
+                let before = list.len();
+                list.retain(|g| g.group_name != key && g.group_arn != key);
+                if list.len() == before {
+                    return Err(Error::InvalidArgument(format!("no group {key:?}")));
+                }
+                Ok(())
+            },
+            |list| self.check_groups(list),
+        )
+    }
+
+    fn writable(&self) -> Result<(), Error> {
+        if self.is_read_only() {
+            return Err(Error::Storage(tracelake_storage::Error::ReadOnly {
+                operation: "changing groups",
+            }));
+        }
+        Ok(())
+    }
+
+    /// Every group's expression compiles against `list`.
+    fn check_groups(&self, list: &[Group]) -> Result<(), Error> {
+        struct In<'a>(&'a [Group]);
+        impl GroupResolver for In<'_> {
+            fn expression(&self, key: &str, arn: bool) -> Option<String> {
+                self.0
+                    .iter()
+                    .find(|g| {
+                        if arn {
+                            g.group_arn == key
+                        } else {
+                            g.group_name == key
+                        }
+                    })
+                    .map(|g| g.filter_expression.clone().unwrap_or_default())
+            }
+        }
+        for g in list {
+            let text = g.filter_expression.as_deref().unwrap_or("").trim();
+            if text.is_empty() {
+                continue;
+            }
+            tracelake_query::compile(text, &self.inner.filter_limits, &In(list))
+                .map_err(|e| Error::InvalidArgument(format!("group {:?}: {e}", g.group_name)))?;
+        }
+        Ok(())
     }
 
     /// Every stored document, rebuilt as JSON value-equal to what was sent.

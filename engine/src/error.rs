@@ -32,6 +32,8 @@ pub enum Error {
     QueryAborted,
     #[error("Arrow error: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+    #[error("{0}")]
+    InvalidArgument(String),
 }
 
 impl Error {
@@ -56,6 +58,7 @@ impl Error {
             },
             Error::Runtime(_) | Error::Arrow(_) | Error::QueryAborted => ErrorKind::Internal,
             Error::Closed => ErrorKind::ReadOnly,
+            Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
         }
     }
 }

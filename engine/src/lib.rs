@@ -26,12 +26,21 @@
 
 mod engine;
 mod error;
+mod group;
 mod result;
+mod traces;
 
 pub use engine::{Engine, EngineOptions, Stats};
 pub use error::{Error, ErrorKind};
+pub use group::{Group, InsightsConfiguration};
 pub use result::QueryResult;
+pub use tracelake_query::RangeType;
 pub use tracelake_storage::{Durability, IngestReport, Limits, RejectCode, Rejection};
+pub use traces::{
+    AnnotationValueWithServices, CauseEntity, CauseService, HttpSummary, RootCause,
+    SegmentDocument, ServiceId, SummaryPage, TraceDocuments, TraceQuery, TraceSummary,
+    TracesAnswer, UserSummary,
+};
 
 /// The Arrow version results are built with.
 pub use arrow;

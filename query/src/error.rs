@@ -15,6 +15,12 @@ pub enum Error {
     Storage(#[from] tracelake_storage::Error),
     #[error("{0}")]
     DataFusion(#[from] datafusion::error::DataFusionError),
+    /// A filter expression that does not parse (the message shows where).
+    #[error("{0}")]
+    Parse(#[from] crate::filter::ParseError),
+    /// A filter expression that parses but cannot be evaluated (unknown group, cycle...).
+    #[error("invalid filter expression: {0}")]
+    InvalidFilter(String),
 }
 
 impl Error {
@@ -22,6 +28,7 @@ impl Error {
         use datafusion::error::DataFusionError as D;
         match self {
             Error::Storage(e) => ErrorKind::Storage(e.kind()),
+            Error::Parse(_) | Error::InvalidFilter(_) => ErrorKind::InvalidQuery,
             Error::DataFusion(e) => match e.find_root() {
                 D::SQL(..) | D::Plan(_) | D::SchemaError(..) | D::NotImplemented(_) => {
                     ErrorKind::InvalidQuery

@@ -3,12 +3,25 @@
 //! - [`provider::SpansTable`]: a `TableProvider` over a store snapshot (Parquet files
 //!   plus memtable rows), applying upsert resolution where duplicates may exist and
 //!   pushing filters into the Parquet scan.
+//! - [`filter`]: the X-Ray filter-expression language (parser, AST, printer).
+//! - [`lower`]: a parsed expression becomes per-row DataFusion leaves plus a trace-level
+//!   program; [`search`] builds the plan that evaluates it per trace ([`trace`] holds one
+//!   trace's structure; [`rootcause`] its root causes).
 //!
-//! Filter expressions, trace summaries and service graphs arrive here with their issues.
+//! What the expressions mean is written down in `docs/filter-semantics.md`.
 
 pub mod error;
 pub mod filter;
+pub mod lower;
 pub mod provider;
+pub mod rootcause;
+pub mod search;
+pub mod summary;
+pub(crate) mod trace;
+mod udf;
 
 pub use error::{Error, ErrorKind, Result};
+pub use lower::{CompiledFilter, GroupResolver, NoGroups, compile};
 pub use provider::{SnapshotSource, SpansTable};
+pub use search::{Hit, RangeType, TimeRange};
+pub use summary::{TraceDocuments, TraceSummary};

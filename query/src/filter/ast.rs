@@ -36,7 +36,7 @@ pub enum ExprKind {
     Pred(Pred),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BoolKw {
     Ok,
     Error,
@@ -50,7 +50,7 @@ pub enum BoolKw {
     Root,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NumKw {
     ResponseTime,
     Duration,
@@ -59,7 +59,7 @@ pub enum NumKw {
     Coverage,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StrKw {
     HttpUrl,
     HttpMethod,
@@ -74,7 +74,7 @@ pub enum StrKw {
     ResourceArn,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CmpOp {
     Eq,
     Ne,
@@ -84,7 +84,7 @@ pub enum CmpOp {
     Ge,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StrOp {
     Eq,
     Ne,
@@ -101,14 +101,14 @@ pub enum Value {
     Bool(bool),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RootCauseKind {
     Fault,
     Error,
     ResponseTime,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RootCauseLevel {
     Service,
     Entity,

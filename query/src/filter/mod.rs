@@ -185,6 +185,17 @@ mod tests {
                 "cannot be nested",
             ),
             ("group.name \"x\"", 11, "`=`"),
+            ("message = \"x\"", 0, "only valid inside rootcause"),
+            (
+                "service(\"a\") { service(\"b\") }",
+                15,
+                "not valid inside service or edge braces",
+            ),
+            (
+                "edge(\"a\", \"b\") { group.name = \"g\" }",
+                17,
+                "not valid inside service or edge braces",
+            ),
             ("group.name =", 12, "needs a string"),
             ("group.name = (", 13, "takes a string"),
             ("annotation[", 11, "needs a string"),
@@ -312,7 +323,6 @@ mod printer_roundtrip {
                 StrKw::User,
                 StrKw::Name,
                 StrKw::Type,
-                StrKw::Message,
                 StrKw::ResourceArn,
             ]
         };

@@ -517,6 +517,13 @@ impl Parser<'_> {
             return Ok(pred(Pred::Num { kw, op, value: n }, vspan));
         }
         if let Some(kw) = lookup(StrKw::ALL, StrKw::name, &lower) {
+            if kw == StrKw::Message && !matches!(scope, Scope::RootCause(_)) {
+                return Err(ParseError::new(
+                    self.text,
+                    span,
+                    "`message` is only valid inside rootcause.*.* { }",
+                ));
+            }
             let Some(op) = self.str_op() else {
                 return Ok(pred(Pred::StrSet { kw }, span));
             };
@@ -601,6 +608,19 @@ impl Parser<'_> {
                 },
                 kspan,
             ));
+        }
+        if scope == Scope::Node
+            && matches!(
+                lower.as_str(),
+                "group.name" | "group.arn" | "service" | "edge"
+            )
+        {
+            return Err(ParseError::new(
+                self.text,
+                span,
+                format!("`{lower}` is not valid inside service or edge braces"),
+            )
+            .with_hint("move it outside the braces"));
         }
         if lower == "group.name" || lower == "group.arn" {
             self.expect(Tok::Eq, &format!("`=` after {lower}"))?;

@@ -1,0 +1,436 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Trace summaries and trace retrieval over the real SDK corpus, checked against values
+//! this test computes on its own from the documents.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+
+use serde_json::Value;
+use tracelake::{Engine, EngineOptions, TraceQuery};
+
+fn shared() -> PathBuf {
+    if let Ok(p) = std::env::var("TRACELAKE_SHARED") {
+        return PathBuf::from(p);
+    }
+    let mut d = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    loop {
+        if d.join("shared/fixtures").is_dir() {
+            return d.join("shared");
+        }
+        assert!(
+            d.pop(),
+            "no shared/fixtures above the crate; set TRACELAKE_SHARED"
+        );
+    }
+}
+
+/// The corpus documents (each line is a JSON string: header line, newline, document).
+fn corpus() -> (Vec<u8>, Vec<Value>) {
+    let bytes = std::fs::read(shared().join("fixtures/sdk-python/datagrams.jsonl")).unwrap();
+    let mut docs = Vec::new();
+    for line in String::from_utf8(bytes.clone()).unwrap().lines() {
+        let datagram: String = serde_json::from_str(line).unwrap();
+        let (_, doc) = datagram.split_once('\n').unwrap();
+        docs.push(serde_json::from_str(doc).unwrap());
+    }
+    (bytes, docs)
+}
+
+#[derive(Debug, Clone)]
+struct Row {
+    id: String,
+    parent: Option<String>,
+    segment: bool,
+    start: f64,
+    end: Option<f64>,
+    error: bool,
+    fault: bool,
+    throttle: bool,
+    in_progress: bool,
+    remote: bool,
+    annotations: Vec<(String, Value)>,
+}
+
+fn rows_of(doc: &Value, segment: bool, parent: Option<String>, out: &mut Vec<Row>) {
+    let b = |k: &str| doc.get(k).and_then(Value::as_bool).unwrap_or(false);
+    let id = doc["id"].as_str().unwrap().to_owned();
+    out.push(Row {
+        id: id.clone(),
+        parent: doc
+            .get("parent_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or(parent),
+        segment,
+        start: doc["start_time"].as_f64().unwrap(),
+        end: doc.get("end_time").and_then(Value::as_f64),
+        error: b("error"),
+        fault: b("fault"),
+        throttle: b("throttle"),
+        in_progress: b("in_progress"),
+        remote: matches!(
+            doc.get("namespace").and_then(Value::as_str),
+            Some("aws" | "remote")
+        ),
+        annotations: doc
+            .get("annotations")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+    });
+    for s in doc
+        .get("subsegments")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        rows_of(s, false, Some(id.clone()), out);
+    }
+}
+
+/// Rows of each trace after upserts (the last complete version of an id wins).
+fn traces(docs: &[Value]) -> BTreeMap<String, Vec<Row>> {
+    let mut by: BTreeMap<String, HashMap<String, Row>> = BTreeMap::new();
+    for d in docs {
+        let mut rows = Vec::new();
+        let independent = d.get("type").and_then(Value::as_str) == Some("subsegment");
+        rows_of(d, !independent, None, &mut rows);
+        let t = by
+            .entry(d["trace_id"].as_str().unwrap().to_owned())
+            .or_default();
+        for r in rows {
+            let keep_old = t
+                .get(&r.id)
+                .is_some_and(|o| o.end.is_some() && r.end.is_none());
+            if !keep_old {
+                t.insert(r.id.clone(), r);
+            }
+        }
+    }
+    by.into_iter()
+        .map(|(k, v)| (k, v.into_values().collect()))
+        .collect()
+}
+
+fn root(rows: &[Row]) -> Option<&Row> {
+    let ids: BTreeSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    fn best(it: Vec<&Row>) -> Option<&Row> {
+        it.into_iter()
+            .min_by(|a, b| (a.start, &a.id).partial_cmp(&(b.start, &b.id)).unwrap())
+    }
+    best(
+        rows.iter()
+            .filter(|r| r.segment && r.parent.as_deref().is_none_or(|p| !ids.contains(p)))
+            .collect(),
+    )
+    .or_else(|| best(rows.iter().filter(|r| r.segment).collect()))
+}
+
+fn open(bytes: &[u8]) -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), EngineOptions::default()).unwrap();
+    let report = engine.ingest(bytes).unwrap();
+    assert!(report.rejected.is_empty(), "{report:?}");
+    (dir, engine)
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-6
+}
+
+#[test]
+fn summaries_of_the_sdk_corpus_match_an_independent_computation() {
+    let (bytes, docs) = corpus();
+    let expected = traces(&docs);
+    let (_dir, engine) = open(&bytes);
+    engine.flush().unwrap();
+
+    // every trace, in pages of 400, newest first
+    let mut seen = Vec::new();
+    let mut query = TraceQuery {
+        limit: 400,
+        ..TraceQuery::default()
+    };
+    loop {
+        let page = engine.trace_summaries(&query).unwrap();
+        assert_eq!(page.traces_processed_count as usize, expected.len());
+        seen.extend(page.trace_summaries);
+        match page.next_token {
+            Some(t) => query.next_token = Some(t),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), expected.len());
+    for w in seen.windows(2) {
+        assert!(w[0].start_time >= w[1].start_time, "pages run newest first");
+    }
+    let (mut faults, mut errors, mut throttles) = (0, 0, 0);
+    for s in &seen {
+        let rows = &expected[&s.id];
+        let r = root(rows).unwrap();
+        assert_eq!(s.has_fault, r.fault, "{} HasFault", s.id);
+        assert_eq!(s.has_error, r.error, "{} HasError", s.id);
+        assert_eq!(s.has_throttle, rows.iter().any(|x| x.throttle), "{}", s.id);
+        assert_eq!(s.is_partial, rows.iter().any(|x| x.in_progress), "{}", s.id);
+        let rt = s.response_time.unwrap() as f64 / 1e9;
+        assert!(
+            close(rt, r.end.unwrap() - r.start),
+            "{} ResponseTime {rt}",
+            s.id
+        );
+        let first = rows.iter().map(|x| x.start).fold(f64::MAX, f64::min);
+        let last = rows.iter().filter_map(|x| x.end).fold(f64::MIN, f64::max);
+        let d = s.duration.unwrap() as f64 / 1e9;
+        assert!(
+            close(d, last - first),
+            "{} Duration {d} vs {}",
+            s.id,
+            last - first
+        );
+        // annotations: every (key, value) sent, and nothing else
+        let mut want: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for row in rows {
+            for (k, v) in &row.annotations {
+                want.entry(k.clone()).or_default().insert(v.to_string());
+            }
+        }
+        let got: BTreeMap<String, BTreeSet<String>> = s
+            .annotations
+            .iter()
+            .map(|(k, vs)| {
+                let vals = vs
+                    .iter()
+                    .map(|v| {
+                        let o = v.annotation_value.as_object().unwrap();
+                        let x = o.values().next().unwrap();
+                        match x.as_f64() {
+                            Some(f) if o.contains_key("NumberValue") => {
+                                serde_json::json!(f).to_string()
+                            }
+                            _ => x.to_string(),
+                        }
+                    })
+                    .collect();
+                (k.clone(), vals)
+            })
+            .collect();
+        let norm = |m: BTreeMap<String, BTreeSet<String>>| -> BTreeMap<String, BTreeSet<String>> {
+            m.into_iter()
+                .map(|(k, vs)| {
+                    let vs = vs
+                        .into_iter()
+                        .map(|v| match v.parse::<f64>() {
+                            Ok(f) => serde_json::json!(f).to_string(),
+                            Err(_) => v,
+                        })
+                        .collect();
+                    (k, vs)
+                })
+                .collect()
+        };
+        assert_eq!(norm(got), norm(want), "{} Annotations", s.id);
+        assert!(!s.service_ids.is_empty());
+        assert_eq!(
+            s.entry_point.as_ref().unwrap().name,
+            root(rows)
+                .map(|_| {
+                    docs.iter()
+                        .find(|d| d["id"].as_str() == Some(r.id.as_str()))
+                        .and_then(|d| d["name"].as_str())
+                        .unwrap()
+                        .to_owned()
+                })
+                .unwrap()
+        );
+        faults += usize::from(s.has_fault);
+        errors += usize::from(s.has_error);
+        throttles += usize::from(s.has_throttle);
+        if s.has_fault {
+            assert!(
+                !s.fault_root_causes.is_empty(),
+                "{}: a fault has a root cause",
+                s.id
+            );
+        }
+    }
+    assert!(
+        faults > 0 && errors > 0 && throttles > 0,
+        "{faults} {errors} {throttles}"
+    );
+}
+
+#[test]
+fn filters_and_summaries_agree_and_pages_are_disjoint() {
+    let (bytes, docs) = corpus();
+    let expected = traces(&docs);
+    let (_dir, engine) = open(&bytes);
+    let want: Vec<String> = expected
+        .iter()
+        .filter(|(_, rows)| root(rows).is_some_and(|r| r.fault))
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert_eq!(engine.find_trace_ids("fault").unwrap(), want);
+    let mut got = BTreeSet::new();
+    let mut q = TraceQuery {
+        filter: Some("fault".into()),
+        limit: 7,
+        ..TraceQuery::default()
+    };
+    loop {
+        let page = engine.trace_summaries(&q).unwrap();
+        assert!(page.trace_summaries.len() <= 7);
+        for s in page.trace_summaries {
+            assert!(s.has_fault);
+            assert!(got.insert(s.id), "pages overlap");
+        }
+        match page.next_token {
+            Some(t) => q.next_token = Some(t),
+            None => break,
+        }
+    }
+    assert_eq!(got.into_iter().collect::<Vec<_>>(), want);
+    let bad = engine.trace_summaries(&TraceQuery {
+        next_token: Some("nonsense".into()),
+        ..TraceQuery::default()
+    });
+    assert_eq!(
+        bad.unwrap_err().kind(),
+        tracelake::ErrorKind::InvalidArgument
+    );
+}
+
+fn ids_in(doc: &Value, out: &mut BTreeSet<String>) {
+    if let Some(id) = doc.get("id").and_then(Value::as_str) {
+        out.insert(id.to_owned());
+    }
+    for s in doc
+        .get("subsegments")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        ids_in(s, out);
+    }
+}
+
+#[test]
+fn get_traces_returns_whole_traces_with_inferred_segments() {
+    let (bytes, docs) = corpus();
+    let expected = traces(&docs);
+    let (_dir, engine) = open(&bytes);
+    engine.flush().unwrap();
+    let ids: Vec<&String> = expected.keys().collect();
+    let mut total_inferred = 0;
+    for chunk in ids.chunks(50) {
+        let answer = engine.get_traces(chunk).unwrap();
+        assert!(answer.unprocessed_trace_ids.is_empty());
+        assert_eq!(answer.traces.len(), chunk.len());
+        for t in &answer.traces {
+            let rows = &expected[&t.id];
+            let parents: BTreeSet<&str> = rows
+                .iter()
+                .filter(|r| r.segment)
+                .filter_map(|r| r.parent.as_deref())
+                .collect();
+            let inferred = rows
+                .iter()
+                .filter(|r| !r.segment && r.remote && !parents.contains(r.id.as_str()))
+                .count();
+            let segments = rows.iter().filter(|r| r.segment).count();
+            total_inferred += inferred;
+            assert_eq!(t.segments.len(), segments + inferred, "{}", t.id);
+            let mut all_ids = BTreeSet::new();
+            let mut n_inferred = 0;
+            for s in &t.segments {
+                let d: Value = serde_json::from_str(&s.document).unwrap();
+                assert_ne!(
+                    d.get("type").and_then(Value::as_str),
+                    Some("subsegment"),
+                    "{}: streamed subsegments are nested under their parents",
+                    t.id
+                );
+                if d.get("inferred") == Some(&Value::Bool(true)) {
+                    n_inferred += 1;
+                    assert!(
+                        rows.iter()
+                            .any(|r| Some(r.id.as_str()) == d["parent_id"].as_str())
+                    );
+                } else {
+                    ids_in(&d, &mut all_ids);
+                }
+            }
+            assert_eq!(n_inferred, inferred, "{}", t.id);
+            let want: BTreeSet<String> = rows.iter().map(|r| r.id.clone()).collect();
+            assert_eq!(
+                all_ids, want,
+                "{}: every segment and subsegment, once",
+                t.id
+            );
+            let first = rows.iter().map(|x| x.start).fold(f64::MAX, f64::min);
+            let last = rows.iter().filter_map(|x| x.end).fold(f64::MIN, f64::max);
+            assert!(close(t.duration.unwrap() as f64 / 1e9, last - first));
+        }
+    }
+    assert!(total_inferred > 0, "the corpus has uninstrumented calls");
+    let answer = engine
+        .get_traces(&["1-00000000-000000000000000000000000", "not-an-id"])
+        .unwrap();
+    assert!(answer.traces.is_empty());
+    assert_eq!(answer.unprocessed_trace_ids.len(), 2);
+}
+
+#[test]
+fn groups_are_durable_and_usable_in_expressions() {
+    let (bytes, _) = corpus();
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = Engine::open(dir.path(), EngineOptions::default()).unwrap();
+        engine.ingest(&bytes).unwrap();
+        let g = engine.create_group("faulty", "fault").unwrap();
+        assert!(g.group_arn.contains(":group/faulty/"));
+        engine
+            .create_group(
+                "faulty_checkout",
+                r#"group.name = "faulty" AND service("checkout-api")"#,
+            )
+            .unwrap();
+        assert_eq!(
+            engine.create_group("faulty", "ok").unwrap_err().kind(),
+            tracelake::ErrorKind::InvalidArgument
+        );
+        assert!(engine.create_group("Default", "ok").is_err());
+        assert!(engine.create_group("bad", "responstime > 1").is_err());
+        // a cycle through an update is refused, and leaves the group as it was
+        let e = engine
+            .update_group("faulty", r#"group.name = "faulty_checkout""#)
+            .unwrap_err();
+        assert!(e.to_string().contains("refers to itself"), "{e}");
+        assert_eq!(
+            engine.group("faulty").unwrap().filter_expression.as_deref(),
+            Some("fault")
+        );
+        // deleting a group another one uses is refused
+        assert!(engine.delete_group("faulty").is_err());
+        engine.close().unwrap();
+    }
+    let engine = Engine::open(dir.path(), EngineOptions::default()).unwrap();
+    assert_eq!(engine.groups().len(), 2);
+    let by_group = engine
+        .find_trace_ids(r#"group.name = "faulty_checkout""#)
+        .unwrap();
+    let direct = engine
+        .find_trace_ids(r#"fault AND service("checkout-api")"#)
+        .unwrap();
+    assert_eq!(by_group, direct);
+    assert!(!direct.is_empty());
+    let arn = engine.group("faulty").unwrap().group_arn;
+    assert_eq!(
+        engine
+            .find_trace_ids(&format!("group.arn = {arn:?}"))
+            .unwrap(),
+        engine.find_trace_ids("fault").unwrap()
+    );
+    engine.delete_group("faulty_checkout").unwrap();
+    engine.delete_group(&arn).unwrap();
+    assert!(engine.groups().is_empty());
+}

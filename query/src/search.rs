@@ -1,0 +1,309 @@
+//! Finding traces: the logical plan that evaluates a [`CompiledFilter`] per trace, and the
+//! evaluation of the trace-level [`Program`] on one [`Trace`].
+//!
+//! The plan, built directly with `LogicalPlanBuilder`:
+//! ```text
+//! Projection: trace_id, first_start, last_end, in_window, xray_match(rows) AS matched
+//!   Aggregate: groupBy=[trace_id], aggr=[array_agg(named_struct(id, parent_id, ..., l0, l1, ...)) AS rows,
+//!                                        min(start_ns), max(end_ns), bool_or(<segment ended in window>)]
+//!     Filter: trace_id in the trace-id time range (TimeRangeType::TraceId only)
+//!       TableScan: spans
+//! ```
+//! Leaves `l0..` are the per-row DataFusion expressions of [`crate::lower`]; `xray_match`
+//! applies the boolean structure per trace, so `!` and `OR` are exact.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Int64Type};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::{TableProvider, provider_as_source};
+use datafusion::execution::context::SessionContext;
+use datafusion::functions::core::expr_fn::named_struct;
+use datafusion::functions_aggregate::expr_fn::{array_agg, bool_or, max, min};
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, ScalarUDF, cast, col, lit};
+use tracelake_storage::TraceId;
+use tracelake_storage::schema::{col as c, kind};
+
+use crate::error::Result;
+use crate::lower::{CompiledFilter, Program, RowProgram, Select};
+use crate::rootcause;
+use crate::trace::{Trace, field};
+use crate::udf::{InferredTypeUdf, MatchUdf};
+
+/// How a time range selects traces (GetTraceSummaries `TimeRangeType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RangeType {
+    /// The time in the trace id lies in `[start, end)` (the default).
+    #[default]
+    TraceId,
+    /// The trace was active in the window: it started before `end` and ended (or is
+    /// still open) at or after `start`.
+    Event,
+    /// A segment of the trace ended in `[start, end)`.
+    Service,
+}
+
+/// A time window in nanoseconds since the epoch, `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRange {
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub kind: RangeType,
+}
+
+/// One trace the search looked at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    pub trace_id: TraceId,
+    /// Earliest start over the trace's rows (ns).
+    pub first_start: i64,
+    /// Latest end over rows that ended (ns).
+    pub last_end: Option<i64>,
+    /// The trace lies in the time range.
+    pub in_range: bool,
+    /// The filter holds.
+    pub matched: bool,
+}
+
+/// Structural and leaf fields of the per-trace row lists.
+fn row_struct(filter: &CompiledFilter) -> Expr {
+    let mut fields: Vec<(&str, Expr)> = vec![
+        (c::ID, col(c::ID)),
+        (c::PARENT_ID, col(c::PARENT_ID)),
+        (c::KIND, col(c::KIND)),
+        (c::START_NS, col(c::START_NS)),
+        (c::END_NS, col(c::END_NS)),
+        (c::IN_PROGRESS, col(c::IN_PROGRESS)),
+        (c::ERROR, col(c::ERROR)),
+        (c::FAULT, col(c::FAULT)),
+        (c::THROTTLE, col(c::THROTTLE)),
+        (field::REMOTE, col(field::REMOTE)),
+        (c::NAME, cast(col(c::NAME), DataType::Utf8)),
+        (c::ORIGIN, cast(col(c::ORIGIN), DataType::Utf8)),
+        (c::ACCOUNT_ID, cast(col(c::ACCOUNT_ID), DataType::Utf8)),
+        (field::INFERRED_TYPE, col(field::INFERRED_TYPE)),
+    ];
+    if filter.needs_causes {
+        fields.push((c::NAMESPACE, cast(col(c::NAMESPACE), DataType::Utf8)));
+        fields.push((c::CAUSE, cast(col(c::CAUSE), DataType::Utf8)));
+    }
+    let mut args = Vec::new();
+    for (n, e) in fields {
+        args.push(lit(n));
+        args.push(e);
+    }
+    let names: Vec<String> = (0..filter.leaves.len())
+        .map(|i| format!("{}{i}", field::LEAF))
+        .collect();
+    for (n, e) in names.iter().zip(&filter.leaves) {
+        args.push(lit(n.as_str()));
+        args.push(e.clone());
+    }
+    named_struct(args)
+}
+
+/// Every `spans` column plus the derived `remote` and `inferred_type` the leaves and the
+/// trace model read.
+pub(crate) fn with_derived_columns() -> Vec<Expr> {
+    let mut exprs: Vec<Expr> = tracelake_storage::schema::spans()
+        .fields()
+        .iter()
+        .map(|f| col(f.name()))
+        .collect();
+    exprs.push(
+        datafusion::functions::core::expr_fn::coalesce(vec![
+            col(c::NAMESPACE).in_list(vec![lit("aws"), lit("remote")], false),
+            lit(false),
+        ])
+        .alias(field::REMOTE),
+    );
+    exprs.push(
+        ScalarUDF::from(InferredTypeUdf::new())
+            .call(vec![
+                col(c::NAMESPACE),
+                col(c::NAME),
+                col(c::SQL),
+                col(c::AWS),
+            ])
+            .alias(field::INFERRED_TYPE),
+    );
+    exprs
+}
+
+fn trace_id_bound(epoch: i64) -> Expr {
+    let mut b = [0u8; 16];
+    let e = epoch.clamp(0, u32::MAX as i64 + 1);
+    if e > u32::MAX as i64 {
+        b = [0xff; 16];
+    } else {
+        b[..4].copy_from_slice(&(e as u32).to_be_bytes());
+    }
+    lit(ScalarValue::FixedSizeBinary(16, Some(b.to_vec())))
+}
+
+/// Evaluates `filter` on every trace of `table` (in `range`, when given).
+pub async fn find(
+    ctx: &SessionContext,
+    table: Arc<dyn TableProvider>,
+    filter: &Arc<CompiledFilter>,
+    range: Option<TimeRange>,
+) -> Result<Vec<Hit>> {
+    let mut plan = LogicalPlanBuilder::scan("spans", provider_as_source(table), None)?;
+    if let Some(r) = range.filter(|r| r.kind == RangeType::TraceId) {
+        let lo = r.start_ns.div_euclid(1_000_000_000);
+        // [start, end): the last whole second before `end` is included
+        let hi = (r.end_ns - 1).div_euclid(1_000_000_000) + 1;
+        plan = plan.filter(
+            col(c::TRACE_ID)
+                .gt_eq(trace_id_bound(lo))
+                .and(col(c::TRACE_ID).lt(trace_id_bound(hi))),
+        )?;
+    }
+    plan = plan.project(with_derived_columns())?;
+    let in_window = match range {
+        Some(r) if r.kind == RangeType::Service => col(c::KIND)
+            .eq(lit(kind::SEGMENT))
+            .and(col(c::END_NS).gt_eq(lit(r.start_ns)))
+            .and(col(c::END_NS).lt(lit(r.end_ns))),
+        _ => lit(true),
+    };
+    let trivial = filter.program == Program::And(Vec::new());
+    let mut aggs = vec![
+        min(col(c::START_NS)).alias("first_start"),
+        max(col(c::END_NS)).alias("last_end"),
+        bool_or(in_window).alias("in_window"),
+    ];
+    if !trivial {
+        aggs.push(array_agg(row_struct(filter)).alias("rows"));
+    }
+    plan = plan.aggregate(vec![col(c::TRACE_ID)], aggs)?;
+    let matched = if trivial {
+        lit(true)
+    } else {
+        ScalarUDF::from(MatchUdf::new(Arc::clone(filter))).call(vec![col("rows")])
+    };
+    plan = plan.project(vec![
+        col(c::TRACE_ID),
+        col("first_start"),
+        col("last_end"),
+        col("in_window"),
+        matched.alias("matched"),
+    ])?;
+    let df = ctx.execute_logical_plan(plan.build()?).await?;
+    let batches = df.collect().await?;
+    let mut hits = Vec::new();
+    for b in &batches {
+        read_hits(b, range, &mut hits);
+    }
+    Ok(hits)
+}
+
+fn read_hits(b: &RecordBatch, range: Option<TimeRange>, out: &mut Vec<Hit>) {
+    let ids = b.column(0).as_fixed_size_binary();
+    let first = b.column(1).as_primitive::<Int64Type>();
+    let last = b.column(2).as_primitive::<Int64Type>();
+    let window = b.column(3).as_boolean();
+    let matched = b.column(4).as_boolean();
+    for i in 0..b.num_rows() {
+        let Some(trace_id) = TraceId::from_slice(ids.value(i)) else {
+            continue;
+        };
+        let first_start = first.value(i);
+        let last_end = (!last.is_null(i)).then(|| last.value(i));
+        let in_range = match range {
+            None => true,
+            Some(r) => match r.kind {
+                RangeType::TraceId => {
+                    let t = i64::from(trace_id.epoch_seconds()) * 1_000_000_000;
+                    t >= r.start_ns.div_euclid(1_000_000_000) * 1_000_000_000 && t < r.end_ns
+                }
+                RangeType::Event => {
+                    first_start < r.end_ns && (last_end.is_none_or(|e| e >= r.start_ns))
+                }
+                RangeType::Service => !window.is_null(i) && window.value(i),
+            },
+        };
+        out.push(Hit {
+            trace_id,
+            first_start,
+            last_end,
+            in_range,
+            matched: !matched.is_null(i) && matched.value(i),
+        });
+    }
+}
+
+fn select(t: &Trace<'_>, k: usize, s: Select) -> bool {
+    match s {
+        Select::All => true,
+        Select::Never => false,
+        Select::Leaf(l) => t.leaf(k, l),
+    }
+}
+
+/// Evaluates a trace-level program.
+pub(crate) fn eval_trace(p: &Program, t: &Trace<'_>) -> bool {
+    let mut causes = None;
+    eval(p, t, &mut causes)
+}
+
+fn eval(p: &Program, t: &Trace<'_>, causes: &mut Option<rootcause::RootCauses>) -> bool {
+    let n = t.rows.len();
+    match p {
+        Program::And(v) => v.iter().all(|x| eval(x, t, causes)),
+        Program::Or(v) => v.iter().any(|x| eval(x, t, causes)),
+        Program::Not(x) => !eval(x, t, causes),
+        Program::Any(l) => (0..n).any(|k| t.leaf(k, *l)),
+        Program::Root(l) => t.root.is_some_and(|k| t.leaf(k, *l)),
+        Program::Inferred => t.inferred.iter().any(|&b| b),
+        Program::Duration(op, th) => t.duration_ns().is_some_and(|d| th.holds(d, *op)),
+        Program::Service { seg, inf, body } => (0..n).any(|k| {
+            let as_segment = t.rows[k].segment
+                && select(t, k, *seg)
+                && body.as_ref().is_none_or(|b| eval_row(b, t, k, false));
+            let as_inferred = t.inferred[k]
+                && select(t, k, *inf)
+                && body.as_ref().is_none_or(|b| eval_row(b, t, k, true));
+            as_segment || as_inferred
+        }),
+        Program::Edge {
+            from,
+            to_seg,
+            to_inf,
+            body,
+        } => (0..n).any(|k| {
+            let Some(caller_seg) = t.seg_of[k] else {
+                return false;
+            };
+            if !select(t, caller_seg, *from) {
+                return false;
+            }
+            let caller = t.segment_node(caller_seg);
+            let to_real = t.real_children[k]
+                .iter()
+                .any(|&s| t.segment_node(s) != caller && select(t, s, *to_seg));
+            let to_inferred = t.inferred[k] && select(t, k, *to_inf);
+            (to_real || to_inferred) && body.as_ref().is_none_or(|b| eval_row(b, t, k, false))
+        }),
+        Program::RootCause { kind, level, body } => {
+            let rc = causes.get_or_insert_with(|| rootcause::RootCauses::of(t));
+            rc.matches(*kind, *level, body)
+        }
+        Program::RootCauseJson(v) => {
+            let rc = causes.get_or_insert_with(|| rootcause::RootCauses::of(t));
+            rc.matches_json(v)
+        }
+    }
+}
+
+fn eval_row(p: &RowProgram, t: &Trace<'_>, k: usize, inferred: bool) -> bool {
+    match p {
+        RowProgram::And(v) => v.iter().all(|x| eval_row(x, t, k, inferred)),
+        RowProgram::Or(v) => v.iter().any(|x| eval_row(x, t, k, inferred)),
+        RowProgram::Not(x) => !eval_row(x, t, k, inferred),
+        RowProgram::Leaf { seg, inf } => select(t, k, if inferred { *inf } else { *seg }),
+        RowProgram::IsRoot => !inferred && t.root == Some(k),
+        RowProgram::IsInferred => inferred,
+    }
+}
