@@ -3,6 +3,7 @@
 mod demo;
 mod generate;
 mod ingest;
+mod query;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -44,6 +45,13 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Find traces with an X-Ray filter expression (GetTraceSummaries)
+    Query(query::QueryArgs),
+    /// Fetch whole traces by id (BatchGetTraces), as pretty JSON
+    Get(query::GetArgs),
+    /// Manage groups: named filter expressions
+    #[command(subcommand)]
+    Group(query::GroupCommand),
     /// Show what the store holds
     Stats {
         #[command(flatten)]
@@ -125,6 +133,9 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Query(args) => query::run_query(args),
+        Command::Get(args) => query::run_get(args),
+        Command::Group(cmd) => query::run_group(cmd),
         Command::Stats { store } => {
             let dir = store.dir.unwrap_or_else(default_dir);
             let engine = open_for_reading(&dir)?;
