@@ -56,6 +56,33 @@ const QUERIES: &[(&str, &str)] = &[
     ),
 ];
 
+/// Filter expressions the demo runs: (what it asks, expression).
+const FILTERS: &[(&str, &str)] = &[
+    ("slow requests", "responsetime > 0.5"),
+    ("failed at the entry point", "fault OR error"),
+    (
+        "inventory faults hitting premium customers",
+        r#"service("inventory-svc") { fault } AND annotation.premium = true"#,
+    ),
+    (
+        "premium customers of one tenant",
+        r#"annotation.premium = true AND annotation.tenant = "acme""#,
+    ),
+    ("throttled anywhere", "throttle"),
+    (
+        "a slow call from checkout to inventory",
+        r#"edge("checkout-api", "inventory-svc") { responsetime > 0.05 }"#,
+    ),
+    (
+        "fault root cause in the inventory service",
+        r#"rootcause.fault.service { name = "inventory-svc" }"#,
+    ),
+    (
+        "failed requests that used a DynamoDB table",
+        r#"!ok AND service(id(type: "AWS::DynamoDB::Table"))"#,
+    ),
+];
+
 pub(crate) fn run(args: DemoArgs) -> Result<()> {
     let dir = args
         .dir
@@ -153,8 +180,27 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
         answers.push((*title, *q, r, t.elapsed().as_secs_f64()));
     }
 
+    // X-Ray filter expressions, as the console would send them
+    let mut filters = Vec::new();
+    for (title, expr) in FILTERS {
+        let t = Instant::now();
+        let page = engine
+            .trace_summaries(&tracelake::TraceQuery {
+                filter: Some((*expr).to_owned()),
+                limit: 1,
+                ..tracelake::TraceQuery::default()
+            })
+            .with_context(|| format!("demo filter failed: {expr}"))?;
+        filters.push((*title, *expr, page, t.elapsed().as_secs_f64()));
+    }
+
     if args.json {
         let v = serde_json::json!({
+            "filters": filters.iter().map(|(title, expr, page, secs)| serde_json::json!({
+                "title": title, "expression": expr, "seconds": secs,
+                "matched": page.matched_count, "processed": page.traces_processed_count,
+                "newest": page.trace_summaries.first().map(|s| s.id.clone()),
+            })).collect::<Vec<_>>(),
             "dir": dir,
             "generated": {"documents": docs.len(), "bytes": bytes, "seconds": gen_secs},
             "ingested": {"accepted": accepted, "rejected": rejected, "seconds": ingest_secs,
@@ -196,10 +242,29 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
         writeln!(out, "\n== {title} ({:.0} ms)\n   {q}", secs * 1000.0)?;
         writeln!(out, "{}", r.to_table()?)?;
     }
+    writeln!(out, "\n== X-Ray filter expressions (GetTraceSummaries)")?;
+    for (title, expr, page, secs) in &filters {
+        writeln!(
+            out,
+            "   {:>6} of {} traces  {:>5.0} ms  {title}\n      {expr}{}",
+            page.matched_count,
+            page.traces_processed_count,
+            secs * 1000.0,
+            page.trace_summaries
+                .first()
+                .map_or_else(String::new, |s| format!("\n      newest: {}", s.id)),
+        )?;
+    }
     writeln!(
         out,
         "\nTry: tracelake sql --dir {} \"SELECT count(*) FROM spans\"",
         dir.display()
     )?;
+    writeln!(
+        out,
+        "     tracelake query --dir {} 'service(\"inventory-svc\") {{ fault }}'",
+        dir.display()
+    )?;
+    writeln!(out, "     tracelake get --dir {} <trace id>", dir.display())?;
     Ok(())
 }

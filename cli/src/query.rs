@@ -130,7 +130,11 @@ fn window(args: &QueryArgs) -> Result<Option<(f64, f64, RangeType)>> {
         (None, None) => Ok(None),
         (from, to) => {
             let start = from.as_deref().map(parse_time).transpose()?.unwrap_or(0.0);
-            let end = to.as_deref().map(parse_time).transpose()?.unwrap_or_else(now);
+            let end = to
+                .as_deref()
+                .map(parse_time)
+                .transpose()?
+                .unwrap_or_else(now);
             if end <= start {
                 bail!("the window ends ({end}) before it starts ({start})");
             }
@@ -268,10 +272,7 @@ pub(crate) fn run_get(args: GetArgs) -> Result<()> {
     if !answer.unprocessed_trace_ids.is_empty() {
         #[allow(clippy::print_stderr)]
         {
-            eprintln!(
-                "not found: {}",
-                answer.unprocessed_trace_ids.join(", ")
-            );
+            eprintln!("not found: {}", answer.unprocessed_trace_ids.join(", "));
         }
     }
     Ok(())

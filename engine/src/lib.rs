@@ -37,7 +37,7 @@ pub use result::QueryResult;
 pub use tracelake_query::RangeType;
 pub use tracelake_storage::{Durability, IngestReport, Limits, RejectCode, Rejection};
 pub use traces::{
-    AnnotationValueWithServices, CauseEntity, CauseService, HttpSummary, RootCause,
+    AnnotationValueWithServices, CauseEntity, CauseException, CauseService, HttpSummary, RootCause,
     SegmentDocument, ServiceId, SummaryPage, TraceDocuments, TraceQuery, TraceSummary,
     TracesAnswer, UserSummary,
 };

@@ -5,7 +5,7 @@ use serde::Serialize;
 use tracelake_query::search::{Hit, RangeType, TimeRange};
 use tracelake_storage::TraceId;
 
-pub use tracelake_query::rootcause::{CauseEntity, CauseService, RootCause};
+pub use tracelake_query::rootcause::{CauseEntity, CauseException, CauseService, RootCause};
 pub use tracelake_query::summary::{
     AnnotationValueWithServices, HttpSummary, SegmentDocument, ServiceId, TraceDocuments,
     TraceSummary, UserSummary,

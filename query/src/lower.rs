@@ -278,14 +278,6 @@ fn reads_root(kw: StrKw) -> bool {
     )
 }
 
-/// Whether an inferred node view has this keyword's value (from its calling row).
-fn inferred_has(kw: StrKw) -> bool {
-    !matches!(
-        kw,
-        StrKw::User | StrKw::AvailabilityZone | StrKw::InstanceId | StrKw::ResourceArn
-    )
-}
-
 fn invalid(msg: impl Into<String>) -> Error {
     Error::InvalidFilter(msg.into())
 }
@@ -553,10 +545,8 @@ impl Lowerer<'_> {
         let seg = Select::Leaf(self.leaf(f(col(column))));
         let inf = if kw == StrKw::Type {
             Select::Leaf(self.leaf(f(col(crate::trace::field::INFERRED_TYPE))))
-        } else if inferred_has(kw) {
-            seg
         } else {
-            Select::Never
+            seg
         };
         Ok(RowProgram::Leaf { seg, inf })
     }

@@ -10,12 +10,19 @@ use crate::filter::ast::{BoolKw, NumKw, RootCauseKind, RootCauseLevel, StrKw, St
 use crate::lower::{CauseProgram, cmp_f64};
 use crate::trace::{Node, Trace};
 
+/// An exception of a root-cause entity (`type` and `message` of the `cause` block).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CauseException {
+    pub name: Option<String>,
+    pub message: Option<String>,
+}
+
 /// An entity on a root-cause path.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CauseEntity {
     pub name: String,
-    /// `(type, message)` of each exception (fault and error causes).
-    pub exceptions: Vec<(String, String)>,
+    /// Exceptions (fault and error causes).
+    pub exceptions: Vec<CauseException>,
     pub remote: bool,
     /// Share of the root response time (response-time causes).
     pub coverage: Option<f64>,
@@ -116,7 +123,7 @@ impl<'t, 'a> Walk<'t, 'a> {
         out
     }
 
-    fn exceptions(&self, e: Entity) -> Vec<(String, String)> {
+    fn exceptions(&self, e: Entity) -> Vec<CauseException> {
         let Entity::Row(k) = e else {
             return Vec::new();
         };
@@ -135,12 +142,15 @@ impl<'t, 'a> Walk<'t, 'a> {
         let Ok(v) = serde_json::from_str::<Value>(causes.value(i)) else {
             return Vec::new();
         };
-        let text = |x: Option<&Value>| x.and_then(Value::as_str).unwrap_or("").to_owned();
+        let text = |x: Option<&Value>| x.and_then(Value::as_str).map(str::to_owned);
         v.get("exceptions")
             .and_then(Value::as_array)
             .map(|xs| {
                 xs.iter()
-                    .map(|x| (text(x.get("type")), text(x.get("message"))))
+                    .map(|x| CauseException {
+                        name: text(x.get("type")),
+                        message: text(x.get("message")),
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -340,7 +350,16 @@ impl RootCause {
                         None => json!({
                             "Name": e.name,
                             "Exceptions": e.exceptions.iter()
-                                .map(|(n, m)| json!({"Name": n, "Message": m}))
+                                .map(|x| {
+                                    let mut o = serde_json::Map::new();
+                                    if let Some(n) = &x.name {
+                                        o.insert("Name".into(), json!(n));
+                                    }
+                                    if let Some(m) = &x.message {
+                                        o.insert("Message".into(), json!(m));
+                                    }
+                                    Value::Object(o)
+                                })
                                 .collect::<Vec<_>>(),
                             "Remote": e.remote,
                         }),
@@ -426,10 +445,10 @@ fn views(rc: &RootCause, level: RootCauseLevel) -> Vec<View<'_>> {
         RootCauseLevel::Exception => {
             for s in &rc.services {
                 for e in &s.entity_path {
-                    for (n, m) in &e.exceptions {
+                    for x in &e.exceptions {
                         out.push(View {
-                            name: Some(n),
-                            message: Some(m),
+                            name: x.name.as_deref(),
+                            message: x.message.as_deref(),
                             remote: e.remote,
                             ..View::default()
                         });
