@@ -434,3 +434,121 @@ fn groups_are_durable_and_usable_in_expressions() {
     engine.delete_group(&arn).unwrap();
     assert!(engine.groups().is_empty());
 }
+
+fn all_ids(engine: &Engine, q: TraceQuery) -> (Vec<String>, u64) {
+    let mut q = TraceQuery { limit: 1000, ..q };
+    let mut ids = Vec::new();
+    let mut processed = 0;
+    loop {
+        let page = engine.trace_summaries(&q).unwrap();
+        processed = page.traces_processed_count;
+        ids.extend(page.trace_summaries.into_iter().map(|s| s.id));
+        match page.next_token {
+            Some(t) => q.next_token = Some(t),
+            None => break,
+        }
+    }
+    ids.sort();
+    (ids, processed)
+}
+
+#[test]
+fn time_range_types_select_the_documented_traces() {
+    let (bytes, docs) = corpus();
+    let expected = traces(&docs);
+    let (_dir, engine) = open(&bytes);
+    let epoch = |id: &str| i64::from_str_radix(&id[2..10], 16).unwrap() as f64;
+    let mut epochs: Vec<f64> = expected.keys().map(|k| epoch(k)).collect();
+    epochs.sort_by(f64::total_cmp);
+    // a window over the middle of the corpus, in whole and fractional seconds
+    let (s, e) = (epochs[epochs.len() / 3] + 0.5, epochs[2 * epochs.len() / 3] + 0.25);
+    let segment_ends = |rows: &[Row]| -> Vec<f64> {
+        rows.iter().filter(|r| r.segment).filter_map(|r| r.end).collect()
+    };
+    for (kind, want) in [
+        (
+            tracelake::RangeType::TraceId,
+            expected
+                .keys()
+                .filter(|k| epoch(k) >= s.floor() && epoch(k) < e)
+                .cloned()
+                .collect::<Vec<_>>(),
+        ),
+        (
+            tracelake::RangeType::Event,
+            expected
+                .iter()
+                .filter(|(_, rows)| {
+                    let first = rows.iter().map(|x| x.start).fold(f64::MAX, f64::min);
+                    let last = rows.iter().filter_map(|x| x.end).fold(f64::MIN, f64::max);
+                    first < e && last >= s
+                })
+                .map(|(k, _)| k.clone())
+                .collect(),
+        ),
+        (
+            tracelake::RangeType::Service,
+            expected
+                .iter()
+                .filter(|(_, rows)| segment_ends(rows).iter().any(|&t| t >= s && t < e))
+                .map(|(k, _)| k.clone())
+                .collect(),
+        ),
+    ] {
+        let (got, processed) = all_ids(
+            &engine,
+            TraceQuery {
+                range: Some((s, e, kind)),
+                ..TraceQuery::default()
+            },
+        );
+        assert!(!want.is_empty() && want.len() < expected.len(), "{kind:?}");
+        assert_eq!(got, want, "{kind:?}");
+        assert_eq!(processed as usize, want.len(), "{kind:?}");
+        // with a filter: the intersection
+        let faults: BTreeSet<String> = engine.find_trace_ids("fault").unwrap().into_iter().collect();
+        let (got, processed) = all_ids(
+            &engine,
+            TraceQuery {
+                filter: Some("fault".into()),
+                range: Some((s, e, kind)),
+                ..TraceQuery::default()
+            },
+        );
+        let both: Vec<String> = want.iter().filter(|k| faults.contains(*k)).cloned().collect();
+        assert_eq!(got, both, "{kind:?} AND fault");
+        assert_eq!(processed as usize, want.len());
+    }
+    let bad = engine.trace_summaries(&TraceQuery {
+        range: Some((e, s, tracelake::RangeType::TraceId)),
+        ..TraceQuery::default()
+    });
+    assert_eq!(bad.unwrap_err().kind(), tracelake::ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn fixed_rate_sampling_looks_at_a_stable_fraction() {
+    let (bytes, docs) = corpus();
+    let total = traces(&docs).len();
+    let (_dir, engine) = open(&bytes);
+    let sample = |rate: f64| {
+        all_ids(
+            &engine,
+            TraceQuery {
+                sampling_rate: Some(rate),
+                ..TraceQuery::default()
+            },
+        )
+    };
+    let (none, p0) = sample(0.0);
+    assert!(none.is_empty() && p0 == 0);
+    let (all, p1) = sample(1.0);
+    assert_eq!((all.len(), p1 as usize), (total, total));
+    let (half, ph) = sample(0.5);
+    assert_eq!(half.len(), ph as usize);
+    let share = half.len() as f64 / total as f64;
+    assert!((0.4..0.6).contains(&share), "{share}");
+    assert_eq!(sample(0.5).0, half, "the same traces each time");
+    let (quarter, _) = sample(0.25);
+    assert!(quarter.iter().all(|id| half.contains(id)), "a smaller rate keeps a subset");
+}
