@@ -233,7 +233,12 @@ pub(crate) fn run_query(args: QueryArgs) -> Result<()> {
         page.traces_processed_count
     )?;
     if let Some(t) = &page.next_token {
-        writeln!(out, "more: --next-token {t}")?;
+        // the same window on the next page: --since would move it
+        let window = match query.range {
+            Some((from, to, _)) => format!(" --from {from} --to {to}"),
+            None => String::new(),
+        };
+        writeln!(out, "more: --next-token {t}{window}")?;
     }
     Ok(())
 }
@@ -254,7 +259,11 @@ pub(crate) fn run_get(args: GetArgs) -> Result<()> {
                 let docs: Vec<serde_json::Value> = t
                     .segments
                     .iter()
-                    .map(|s| serde_json::from_str(&s.document).unwrap_or_default())
+                    .map(|s| {
+                        // very deep documents exceed serde_json's nesting limit: keep the text
+                        serde_json::from_str(&s.document)
+                            .unwrap_or_else(|_| serde_json::Value::String(s.document.clone()))
+                    })
                     .collect();
                 serde_json::json!({
                     "Id": t.id,
@@ -272,8 +281,14 @@ pub(crate) fn run_get(args: GetArgs) -> Result<()> {
     if !answer.unprocessed_trace_ids.is_empty() {
         #[allow(clippy::print_stderr)]
         {
-            eprintln!("not found: {}", answer.unprocessed_trace_ids.join(", "));
+            eprintln!(
+                "not found (or not trace ids): {}",
+                answer.unprocessed_trace_ids.join(", ")
+            );
         }
+    }
+    if answer.traces.is_empty() {
+        bail!("no trace found");
     }
     Ok(())
 }

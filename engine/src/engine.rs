@@ -236,6 +236,7 @@ impl Engine {
     /// one page at a time.
     pub fn trace_summaries(&self, query: &TraceQuery) -> Result<SummaryPage, Error> {
         let range = traces::time_range(query)?;
+        traces::check_rate(query.sampling_rate)?;
         let after = query
             .next_token
             .as_deref()

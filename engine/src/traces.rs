@@ -89,9 +89,22 @@ pub(crate) fn time_range(q: &TraceQuery) -> Result<Option<TimeRange>, Error> {
     }))
 }
 
+/// Checks a FixedRate sampling fraction.
+pub(crate) fn check_rate(rate: Option<f64>) -> Result<(), Error> {
+    match rate {
+        Some(r) if !(0.0..=1.0).contains(&r) => Err(Error::InvalidArgument(format!(
+            "the sampling rate must be a fraction from 0 to 1, not {r}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Whether FixedRate sampling keeps a trace: a fixed function of its random id part.
 pub(crate) fn sampled(t: &TraceId, rate: Option<f64>) -> bool {
     let Some(rate) = rate else { return true };
+    if rate >= 1.0 {
+        return true;
+    }
     let b = t.as_bytes();
     let mut x = [0u8; 8];
     x.copy_from_slice(&b[8..16]);
@@ -99,20 +112,21 @@ pub(crate) fn sampled(t: &TraceId, rate: Option<f64>) -> bool {
     v < rate
 }
 
-/// Newest first: by earliest start, then trace id, both descending.
-pub(crate) fn order_key(h: &Hit) -> (i64, TraceId) {
-    (h.first_start, h.trace_id)
+/// Newest first by trace id (its time, then its random part): a key that never changes
+/// as segments arrive, so pages neither repeat nor skip traces.
+pub(crate) fn order_key(h: &Hit) -> TraceId {
+    h.trace_id
 }
 
-pub(crate) fn encode_token(key: (i64, TraceId)) -> String {
-    format!("{}.{}", key.0, key.1)
+pub(crate) fn encode_token(key: TraceId) -> String {
+    format!("after:{key}")
 }
 
-pub(crate) fn decode_token(token: &str) -> Result<(i64, TraceId), Error> {
-    let bad = || Error::InvalidArgument(format!("NextToken {token:?} is not one this store made"));
-    let (t, id) = token.split_once('.').ok_or_else(bad)?;
-    Ok((
-        t.parse().map_err(|_| bad())?,
-        TraceId::parse(id).ok_or_else(bad)?,
-    ))
+pub(crate) fn decode_token(token: &str) -> Result<TraceId, Error> {
+    token
+        .strip_prefix("after:")
+        .and_then(TraceId::parse)
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!("NextToken {token:?} is not one this store made"))
+        })
 }

@@ -162,7 +162,12 @@ fn summaries_of_the_sdk_corpus_match_an_independent_computation() {
     }
     assert_eq!(seen.len(), expected.len());
     for w in seen.windows(2) {
-        assert!(w[0].start_time >= w[1].start_time, "pages run newest first");
+        assert!(
+            w[0].id[2..] > w[1].id[2..],
+            "pages run newest first, by trace id: {} then {}",
+            w[0].id,
+            w[1].id
+        );
     }
     let (mut faults, mut errors, mut throttles) = (0, 0, 0);
     for s in &seen {
@@ -438,7 +443,7 @@ fn groups_are_durable_and_usable_in_expressions() {
 fn all_ids(engine: &Engine, q: TraceQuery) -> (Vec<String>, u64) {
     let mut q = TraceQuery { limit: 1000, ..q };
     let mut ids = Vec::new();
-    let mut processed = 0;
+    let mut processed;
     loop {
         let page = engine.trace_summaries(&q).unwrap();
         processed = page.traces_processed_count;
@@ -461,9 +466,15 @@ fn time_range_types_select_the_documented_traces() {
     let mut epochs: Vec<f64> = expected.keys().map(|k| epoch(k)).collect();
     epochs.sort_by(f64::total_cmp);
     // a window over the middle of the corpus, in whole and fractional seconds
-    let (s, e) = (epochs[epochs.len() / 3] + 0.5, epochs[2 * epochs.len() / 3] + 0.25);
+    let (s, e) = (
+        epochs[epochs.len() / 3] + 0.5,
+        epochs[2 * epochs.len() / 3] + 0.25,
+    );
     let segment_ends = |rows: &[Row]| -> Vec<f64> {
-        rows.iter().filter(|r| r.segment).filter_map(|r| r.end).collect()
+        rows.iter()
+            .filter(|r| r.segment)
+            .filter_map(|r| r.end)
+            .collect()
     };
     for (kind, want) in [
         (
@@ -506,7 +517,11 @@ fn time_range_types_select_the_documented_traces() {
         assert_eq!(got, want, "{kind:?}");
         assert_eq!(processed as usize, want.len(), "{kind:?}");
         // with a filter: the intersection
-        let faults: BTreeSet<String> = engine.find_trace_ids("fault").unwrap().into_iter().collect();
+        let faults: BTreeSet<String> = engine
+            .find_trace_ids("fault")
+            .unwrap()
+            .into_iter()
+            .collect();
         let (got, processed) = all_ids(
             &engine,
             TraceQuery {
@@ -515,7 +530,11 @@ fn time_range_types_select_the_documented_traces() {
                 ..TraceQuery::default()
             },
         );
-        let both: Vec<String> = want.iter().filter(|k| faults.contains(*k)).cloned().collect();
+        let both: Vec<String> = want
+            .iter()
+            .filter(|k| faults.contains(*k))
+            .cloned()
+            .collect();
         assert_eq!(got, both, "{kind:?} AND fault");
         assert_eq!(processed as usize, want.len());
     }
@@ -523,7 +542,10 @@ fn time_range_types_select_the_documented_traces() {
         range: Some((e, s, tracelake::RangeType::TraceId)),
         ..TraceQuery::default()
     });
-    assert_eq!(bad.unwrap_err().kind(), tracelake::ErrorKind::InvalidArgument);
+    assert_eq!(
+        bad.unwrap_err().kind(),
+        tracelake::ErrorKind::InvalidArgument
+    );
 }
 
 #[test]
@@ -550,5 +572,137 @@ fn fixed_rate_sampling_looks_at_a_stable_fraction() {
     assert!((0.4..0.6).contains(&share), "{share}");
     assert_eq!(sample(0.5).0, half, "the same traces each time");
     let (quarter, _) = sample(0.25);
-    assert!(quarter.iter().all(|id| half.contains(id)), "a smaller rate keeps a subset");
+    assert!(
+        quarter.iter().all(|id| half.contains(id)),
+        "a smaller rate keeps a subset"
+    );
+}
+
+#[test]
+fn hostile_traces_do_not_crash_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), EngineOptions::default()).unwrap();
+    let tid = "1-5f5e1000-00000000000000000000c0de";
+    // a chain of 5,000 segments, each the child of the one before, all faulting
+    let mut body = String::new();
+    for i in 0..5000u64 {
+        let parent = if i == 0 {
+            String::new()
+        } else {
+            format!(r#","parent_id":"{:016x}""#, i)
+        };
+        body.push_str(&format!(
+            r#"{{"trace_id":"{tid}","id":"{:016x}","name":"svc{}","start_time":{},"end_time":{},"fault":true{parent}}}"#,
+            i + 1,
+            i % 3,
+            1_600_000_000.0 + i as f64 * 0.001,
+            1_600_000_100.0 - i as f64 * 0.001,
+        ));
+        body.push('\n');
+    }
+    // a chain of 3,000 independent subsegments under one segment
+    let tid2 = "1-5f5e1000-00000000000000000000c0df";
+    body.push_str(&format!(
+        r#"{{"trace_id":"{tid2}","id":"aaaaaaaaaaaaaaaa","name":"api","start_time":1600000000,"end_time":1600000001}}"#
+    ));
+    body.push('\n');
+    for i in 0..3000u64 {
+        let parent = if i == 0 {
+            "aaaaaaaaaaaaaaaa".to_owned()
+        } else {
+            format!("{:016x}", 0x1000 + i - 1)
+        };
+        body.push_str(&format!(
+            r#"{{"trace_id":"{tid2}","type":"subsegment","id":"{:016x}","parent_id":"{parent}","name":"step","start_time":1600000000.5,"end_time":1600000000.6}}"#,
+            0x1000 + i
+        ));
+        body.push('\n');
+    }
+    // times whose difference does not fit in 64-bit nanoseconds
+    let tid3 = "1-5f5e1000-00000000000000000000c0e0";
+    body.push_str(&format!(
+        r#"{{"trace_id":"{tid3}","id":"bbbbbbbbbbbbbbbb","name":"wide","start_time":-9000000000,"end_time":9000000000}}"#
+    ));
+    body.push('\n');
+    let report = engine.ingest(body.as_bytes()).unwrap();
+    let wide_accepted = report.rejected.iter().all(|r| r.index != 8001);
+    assert_eq!(
+        report.rejected.len(),
+        usize::from(!wide_accepted),
+        "{report:?}"
+    );
+
+    let page = engine.trace_summaries(&TraceQuery::default()).unwrap();
+    assert_eq!(page.trace_summaries.len(), 2 + usize::from(wide_accepted));
+    let chain = page.trace_summaries.iter().find(|s| s.id == tid).unwrap();
+    assert_eq!(chain.fault_root_causes.len(), 1, "the deepest fault");
+    assert_eq!(
+        engine
+            .find_trace_ids(r#"rootcause.fault.entity { last and name = "svc1" }"#)
+            .unwrap(),
+        vec![tid.to_owned()],
+        "entity 5000 is svc{}",
+        4999 % 3
+    );
+    let docs = engine.get_traces(&[tid, tid2]).unwrap();
+    assert_eq!(docs.traces.len(), 2);
+    assert_eq!(docs.traces[0].segments.len(), 5000);
+    assert!(
+        docs.traces[1].segments.len() > 1,
+        "nesting is capped, the rest stay separate"
+    );
+    if wide_accepted {
+        assert!(
+            !engine
+                .find_trace_ids("responsetime < 1")
+                .unwrap()
+                .contains(&tid3.to_owned())
+        );
+        let s = engine
+            .trace_summaries(&TraceQuery {
+                filter: Some(r#"name = "wide""#.into()),
+                ..TraceQuery::default()
+            })
+            .unwrap();
+        assert_eq!(
+            s.trace_summaries[0].duration, None,
+            "too long to express: missing"
+        );
+    }
+}
+
+#[test]
+fn group_limits_and_empty_groups() {
+    let (bytes, docs) = corpus();
+    let (_dir, engine) = open(&bytes);
+    engine.create_group("all", "").unwrap();
+    assert_eq!(
+        engine
+            .find_trace_ids(r#"group.name = "all""#)
+            .unwrap()
+            .len(),
+        traces(&docs).len()
+    );
+    engine.create_group("g0", "responsetime > 1").unwrap();
+    let mut refused = None;
+    for k in 1..40 {
+        let prev = format!("g{}", k - 1);
+        let expr = format!(r#"group.name = "{prev}" OR group.name = "{prev}""#);
+        if let Err(e) = engine.create_group(&format!("g{k}"), &expr) {
+            refused = Some((k, e.to_string()));
+            break;
+        }
+    }
+    let (k, msg) = refused.expect("a doubling chain of groups is refused");
+    assert!(k < 20, "{k}");
+    assert!(msg.contains("once its groups are expanded"), "{msg}");
+    for rate in [f64::NAN, 1.5, -0.1] {
+        let e = engine
+            .trace_summaries(&TraceQuery {
+                sampling_rate: Some(rate),
+                ..TraceQuery::default()
+            })
+            .unwrap_err();
+        assert_eq!(e.kind(), tracelake::ErrorKind::InvalidArgument, "{rate}");
+    }
 }

@@ -185,6 +185,7 @@ pub fn compile(
         stack: Vec::new(),
         needs_causes: false,
         key: String::new(),
+        budget: MAX_EXPANDED_NODES,
     };
     let program = l.trace(&ast)?;
     Ok(CompiledFilter {
@@ -205,7 +206,12 @@ struct Lowerer<'g> {
     needs_causes: bool,
     /// Expanded group texts, part of the identity.
     key: String,
+    /// Nodes left before the expanded expression is too large.
+    budget: usize,
 }
+
+/// Most nodes an expression may have once its groups are expanded.
+const MAX_EXPANDED_NODES: usize = 10_000;
 
 fn coalesce_false(e: Expr) -> Expr {
     datafusion::functions::core::expr_fn::coalesce(vec![e, lit(false)])
@@ -226,17 +232,23 @@ fn num_cmp(e: Expr, op: CmpOp, v: Expr) -> Expr {
     }
 }
 
-/// `end - start OP seconds`, exactly in nanoseconds when the literal allows.
+/// `end - start OP seconds`, exactly in nanoseconds when the literal allows. Times beyond
+/// ±2^62 ns (before 1824 or after 2116) count as missing here, so the subtraction cannot
+/// wrap.
 fn elapsed_cmp(op: CmpOp, secs: f64) -> Expr {
+    const SAFE: i64 = 1 << 62;
+    let in_range = col(c::START_NS)
+        .gt_eq(lit(-SAFE))
+        .and(col(c::END_NS).lt_eq(lit(SAFE)));
     let elapsed = col(c::END_NS) - col(c::START_NS);
-    match Threshold::new(secs) {
+    in_range.and(match Threshold::new(secs) {
         Threshold::Ns(ns) => num_cmp(elapsed, op, lit(ns)),
         Threshold::Secs(s) => num_cmp(
             datafusion::logical_expr::cast(elapsed, arrow::datatypes::DataType::Float64) / lit(1e9),
             op,
             lit(s),
         ),
-    }
+    })
 }
 
 pub(crate) fn str_cmp(e: Expr, op: StrOp, v: &str) -> Expr {
@@ -294,7 +306,18 @@ impl Lowerer<'_> {
         i
     }
 
+    fn spend(&mut self) -> Result<()> {
+        if self.budget == 0 {
+            return Err(invalid(format!(
+                "the expression has more than {MAX_EXPANDED_NODES} terms once its groups are expanded"
+            )));
+        }
+        self.budget -= 1;
+        Ok(())
+    }
+
     fn trace(&mut self, e: &Ast) -> Result<Program> {
+        self.spend()?;
         Ok(match &e.kind {
             ExprKind::And(v) => {
                 Program::And(v.iter().map(|x| self.trace(x)).collect::<Result<_>>()?)
@@ -384,6 +407,10 @@ impl Lowerer<'_> {
                         if *arn { "with ARN" } else { "named" }
                     )));
                 };
+                if text.trim().is_empty() {
+                    // a group without a filter expression holds every trace
+                    return Ok(Program::And(Vec::new()));
+                }
                 if self.stack.contains(value) {
                     return Err(invalid(format!(
                         "group {value:?} refers to itself (through {})",
@@ -471,6 +498,7 @@ impl Lowerer<'_> {
     }
 
     fn row(&mut self, e: &Ast) -> Result<RowProgram> {
+        self.spend()?;
         Ok(match &e.kind {
             ExprKind::And(v) => {
                 RowProgram::And(v.iter().map(|x| self.row(x)).collect::<Result<_>>()?)

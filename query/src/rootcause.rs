@@ -105,7 +105,7 @@ impl<'t, 'a> Walk<'t, 'a> {
 
     fn elapsed(&self, e: Entity) -> Option<i64> {
         let r = &self.t.rows[self.row(e)];
-        Some(r.end? - r.start)
+        r.end?.checked_sub(r.start)
     }
 
     /// Path from the topmost ancestor down to `e`.
@@ -206,7 +206,8 @@ impl<'t, 'a> Walk<'t, 'a> {
         }
     }
 
-    /// Entities with `flag` none of whose descendants has it, in pre-order from the tops.
+    /// Entities with `flag` none of whose descendants has it, in post-order from the tops.
+    /// Iterative: a chain of thousands of documents must not exhaust the stack.
     fn deepest(&self, flag: impl Fn(Entity) -> bool) -> Vec<Entity> {
         let n = self.t.rows.len();
         let mut tops: Vec<Entity> = Vec::new();
@@ -221,34 +222,40 @@ impl<'t, 'a> Walk<'t, 'a> {
         let mut out = Vec::new();
         let mut seen = vec![false; n];
         for top in tops {
-            self.deepest_from(top, &flag, &mut out, &mut seen);
+            // (entity, its children, next child to visit, a descendant has the flag)
+            let mut stack: Vec<(Entity, Vec<Entity>, usize, bool)> = Vec::new();
+            if let Entity::Row(k) = top {
+                if seen[k] {
+                    continue;
+                }
+                seen[k] = true;
+            }
+            stack.push((top, self.kids(top), 0, false));
+            while let Some(frame) = stack.last_mut() {
+                if frame.2 < frame.1.len() {
+                    let c = frame.1[frame.2];
+                    frame.2 += 1;
+                    if let Entity::Row(k) = c {
+                        if seen[k] {
+                            continue;
+                        }
+                        seen[k] = true;
+                    }
+                    let kids = self.kids(c);
+                    stack.push((c, kids, 0, false));
+                    continue;
+                }
+                let (e, _, _, below) = stack.pop().unwrap_or((top, Vec::new(), 0, false));
+                let me = flag(e);
+                if me && !below {
+                    out.push(e);
+                }
+                if let Some(parent) = stack.last_mut() {
+                    parent.3 |= me || below;
+                }
+            }
         }
         out
-    }
-
-    /// Returns whether `e` or a descendant has the flag.
-    fn deepest_from(
-        &self,
-        e: Entity,
-        flag: &impl Fn(Entity) -> bool,
-        out: &mut Vec<Entity>,
-        seen: &mut Vec<bool>,
-    ) -> bool {
-        if let Entity::Row(k) = e {
-            if seen[k] {
-                return false;
-            }
-            seen[k] = true;
-        }
-        let mut below = false;
-        for c in self.kids(e) {
-            below |= self.deepest_from(c, flag, out, seen);
-        }
-        let me = flag(e);
-        if me && !below {
-            out.push(e);
-        }
-        me || below
     }
 }
 
@@ -301,7 +308,9 @@ impl RootCauses {
                     None => break,
                 }
             }
-            out.response_time.push(w.cause(&path, Some(total), None));
+            // the root's response time is what the client waited for
+            out.response_time
+                .push(w.cause(&path, Some(total), Some(true)));
         }
         out
     }

@@ -37,8 +37,8 @@ pub enum RangeType {
     /// The time in the trace id lies in `[start, end)` (the default).
     #[default]
     TraceId,
-    /// The trace was active in the window: it started before `end` and ended (or is
-    /// still open) at or after `start`.
+    /// The trace was active in the window: it started before `end`, and it ended at or
+    /// after `start` or has a segment still in progress.
     Event,
     /// A segment of the trace ended in `[start, end)`.
     Service,
@@ -173,6 +173,7 @@ pub async fn find(
         min(col(c::START_NS)).alias("first_start"),
         max(col(c::END_NS)).alias("last_end"),
         bool_or(in_window).alias("in_window"),
+        bool_or(col(c::IN_PROGRESS)).alias("open"),
     ];
     if !trivial {
         aggs.push(array_agg(row_struct(filter)).alias("rows"));
@@ -189,6 +190,7 @@ pub async fn find(
         col("last_end"),
         col("in_window"),
         matched.alias("matched"),
+        col("open"),
     ])?;
     let df = ctx.execute_logical_plan(plan.build()?).await?;
     let batches = df.collect().await?;
@@ -205,6 +207,7 @@ fn read_hits(b: &RecordBatch, range: Option<TimeRange>, out: &mut Vec<Hit>) {
     let last = b.column(2).as_primitive::<Int64Type>();
     let window = b.column(3).as_boolean();
     let matched = b.column(4).as_boolean();
+    let open = b.column(5).as_boolean();
     for i in 0..b.num_rows() {
         let Some(trace_id) = TraceId::from_slice(ids.value(i)) else {
             continue;
@@ -219,7 +222,9 @@ fn read_hits(b: &RecordBatch, range: Option<TimeRange>, out: &mut Vec<Hit>) {
                     t >= r.start_ns.div_euclid(1_000_000_000) * 1_000_000_000 && t < r.end_ns
                 }
                 RangeType::Event => {
-                    first_start < r.end_ns && (last_end.is_none_or(|e| e >= r.start_ns))
+                    let still_open = !open.is_null(i) && open.value(i);
+                    first_start < r.end_ns
+                        && (still_open || last_end.is_none_or(|e| e >= r.start_ns))
                 }
                 RangeType::Service => !window.is_null(i) && window.value(i),
             },

@@ -9,6 +9,7 @@ use arrow::compute::concat_batches;
 use arrow::datatypes::{Float64Type, Int32Type, UInt64Type};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::{TableProvider, provider_as_source};
+use datafusion::error::DataFusionError;
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, col, lit};
 use serde::Serialize;
@@ -50,7 +51,7 @@ pub async fn fetch(
     let schema = Arc::new(df.schema().as_arrow().clone());
     let batches = df.collect().await?;
     Ok(Some(
-        concat_batches(&schema, &batches).map_err(datafusion::error::DataFusionError::from)?,
+        concat_batches(&schema, &batches).map_err(DataFusionError::from)?,
     ))
 }
 
@@ -348,7 +349,7 @@ pub async fn summaries(
     let Some(batch) = fetch(ctx, table, ids).await? else {
         return Ok(Vec::new());
     };
-    let cols = columns(&batch).map_err(crate::Error::InvalidFilter)?;
+    let cols = columns(&batch).map_err(DataFusionError::Internal)?;
     let mut by_id: HashMap<TraceId, TraceSummary> = HashMap::new();
     for (tid, rows) in group_rows(&batch) {
         let t = Trace::new(&cols, rows);
@@ -363,7 +364,7 @@ pub async fn summaries(
 pub struct TraceDocuments {
     pub id: String,
     /// Latest end minus earliest start, in seconds.
-    #[serde(serialize_with = "opt_secs")]
+    #[serde(serialize_with = "opt_secs", skip_serializing_if = "Option::is_none")]
     pub duration: Option<i64>,
     pub limit_exceeded: bool,
     pub segments: Vec<SegmentDocument>,
@@ -388,7 +389,7 @@ pub async fn documents(
     let Some(batch) = fetch(ctx, table, ids).await? else {
         return Ok(Vec::new());
     };
-    let cols = columns(&batch).map_err(crate::Error::InvalidFilter)?;
+    let cols = columns(&batch).map_err(DataFusionError::Internal)?;
     let docs = rebuild(std::slice::from_ref(&batch))?;
     let mut by_trace: HashMap<TraceId, Vec<Value>> = HashMap::new();
     for d in docs {
@@ -428,15 +429,36 @@ fn is_independent(d: &Value) -> bool {
     d.get("type").and_then(Value::as_str) == Some("subsegment")
 }
 
-/// Finds the object with `id` in a document tree.
-fn find_mut<'v>(v: &'v mut Value, id: &str) -> Option<&'v mut Value> {
-    if v.get("id").and_then(Value::as_str) == Some(id) {
-        return Some(v);
+/// Deepest nesting of subsegments a returned document may have: nesting streamed
+/// subsegments deeper is refused (they stay separate entries), so that chains of
+/// thousands of documents cannot exhaust the stack when documents are written or dropped.
+const MAX_NESTING: usize = 100;
+
+/// Finds the object with `id` in a document tree (iteratively), with its depth.
+fn find_mut<'v>(v: &'v mut Value, id: &str) -> Option<(&'v mut Value, usize)> {
+    let mut stack: Vec<(&'v mut Value, usize)> = vec![(v, 0)];
+    while let Some((cur, depth)) = stack.pop() {
+        if cur.get("id").and_then(Value::as_str) == Some(id) {
+            return Some((cur, depth));
+        }
+        if let Some(subs) = cur.get_mut("subsegments").and_then(Value::as_array_mut) {
+            stack.extend(subs.iter_mut().map(|s| (s, depth + 1)));
+        }
     }
-    v.get_mut("subsegments")?
-        .as_array_mut()?
-        .iter_mut()
-        .find_map(|s| find_mut(s, id))
+    None
+}
+
+/// Nesting depth of a document's subsegments (iteratively).
+fn depth_of(v: &Value) -> usize {
+    let mut max = 0;
+    let mut stack = vec![(v, 0usize)];
+    while let Some((cur, d)) = stack.pop() {
+        max = max.max(d);
+        if let Some(subs) = cur.get("subsegments").and_then(Value::as_array) {
+            stack.extend(subs.iter().map(|s| (s, d + 1)));
+        }
+    }
+    max
 }
 
 /// Moves independent subsegment documents under their parents (repeatedly, so chains of
@@ -454,9 +476,10 @@ fn nest_independent(docs: Vec<Value>) -> Vec<Value> {
                 .map(str::to_owned);
             let target = parent
                 .as_deref()
-                .and_then(|p| tops.iter_mut().find_map(|d| find_mut(d, p)));
+                .and_then(|p| tops.iter_mut().find_map(|d| find_mut(d, p)))
+                .filter(|(_, depth)| depth + 1 + depth_of(&sub) <= MAX_NESTING);
             match target {
-                Some(t) => {
+                Some((t, _)) => {
                     let mut sub = sub;
                     if let Some(o) = sub.as_object_mut() {
                         o.remove("type");

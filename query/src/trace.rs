@@ -303,13 +303,13 @@ impl<'a> Trace<'a> {
 
     /// `duration`: latest end minus earliest start; `None` while nothing has ended.
     pub(crate) fn duration_ns(&self) -> Option<i64> {
-        Some(self.last_end()? - self.first_start()?)
+        self.last_end()?.checked_sub(self.first_start()?)
     }
 
     /// `responsetime`: the root's end minus its start.
     pub(crate) fn response_ns(&self) -> Option<i64> {
         let r = &self.rows[self.root?];
-        Some(r.end? - r.start)
+        r.end?.checked_sub(r.start)
     }
 
     /// The entity children of row `k`, in start order: its subsegments and the segments
