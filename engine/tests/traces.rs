@@ -706,3 +706,41 @@ fn group_limits_and_empty_groups() {
         assert_eq!(e.kind(), tracelake::ErrorKind::InvalidArgument, "{rate}");
     }
 }
+
+#[test]
+fn upserts_across_files_stay_resolved_on_repeated_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), EngineOptions::default()).unwrap();
+    let doc = |extra: &str| {
+        format!(
+            r#"{{"trace_id":"1-5f5e1000-0000000000000000000000aa","id":"00000000000000a1","name":"api","start_time":1600000000{extra}}}"#
+        )
+    };
+    let count = |e: &Engine, f: &str| e.find_trace_ids(f).unwrap().len();
+    engine
+        .ingest(doc(r#","in_progress":true"#).as_bytes())
+        .unwrap();
+    engine.flush().unwrap();
+    assert_eq!(count(&engine, "partial"), 1);
+    engine
+        .ingest(doc(r#","end_time":1600000001,"fault":true"#).as_bytes())
+        .unwrap();
+    engine.flush().unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            count(&engine, "partial"),
+            0,
+            "the completion wins, every time"
+        );
+        assert_eq!(count(&engine, "fault"), 1);
+        let n = engine.sql("SELECT count(*) AS n FROM spans").unwrap();
+        assert_eq!(n.to_json_rows().unwrap()[0]["n"], 1);
+    }
+    // a newer complete version in a third file: the file set changed, so it is seen
+    engine
+        .ingest(doc(r#","end_time":1600000002"#).as_bytes())
+        .unwrap();
+    engine.flush().unwrap();
+    assert_eq!(count(&engine, "fault"), 0);
+    assert_eq!(count(&engine, "duration >= 2"), 1);
+}

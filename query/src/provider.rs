@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -31,7 +31,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
-use tracelake_storage::{Snapshot, datafile, schema};
+use tracelake_storage::{PartitionKey, Snapshot, datafile, schema};
 
 /// Where a table gets its snapshots from (the store, in practice).
 pub trait SnapshotSource: Send + Sync + fmt::Debug {
@@ -44,19 +44,70 @@ impl SnapshotSource for tracelake_storage::Store {
     }
 }
 
+/// Keep-masks of a partition's files, by file id.
+type FileKeep = Arc<HashMap<u64, Vec<bool>>>;
+
 /// The `spans` table.
 #[derive(Debug)]
 pub struct SpansTable {
     source: Arc<dyn SnapshotSource>,
     schema: SchemaRef,
+    /// Upsert resolutions of partitions that have files only, by (partition, file ids):
+    /// files never change, so the masks hold until the file set does.
+    resolved: Mutex<HashMap<(PartitionKey, Vec<u64>), FileKeep>>,
 }
+
+/// Cached resolutions kept at most (each is a bit per row of its partition).
+const RESOLUTION_CACHE: usize = 64;
 
 impl SpansTable {
     pub fn new(source: Arc<dyn SnapshotSource>) -> Self {
         SpansTable {
             source,
             schema: schema::spans(),
+            resolved: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<(PartitionKey, Vec<u64>), FileKeep>> {
+        self.resolved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Resolves upserts in a partition: the files' keep-masks and the memtable's live rows.
+    /// A partition without memtable rows is resolved once per file set.
+    fn resolve(
+        &self,
+        snap: &Snapshot,
+        p: PartitionKey,
+    ) -> tracelake_storage::Result<(FileKeep, Vec<RecordBatch>)> {
+        let in_memory = snap
+            .memory
+            .iter()
+            .any(|m| m.partition == p && m.batches.iter().any(|b| b.num_rows() > 0));
+        if in_memory {
+            let r = snap.resolve(p)?;
+            return Ok((Arc::new(r.file_keep), r.memory));
+        }
+        let mut ids: Vec<u64> = snap
+            .files
+            .iter()
+            .filter(|f| f.partition == p)
+            .map(|f| f.id)
+            .collect();
+        ids.sort_unstable();
+        let key = (p, ids);
+        if let Some(k) = self.cache().get(&key) {
+            return Ok((Arc::clone(k), Vec::new()));
+        }
+        let keep: FileKeep = Arc::new(snap.resolve(p)?.file_keep);
+        let mut c = self.cache();
+        if c.len() >= RESOLUTION_CACHE {
+            c.clear();
+        }
+        c.insert(key, Arc::clone(&keep));
+        Ok((keep, Vec::new()))
     }
 }
 
@@ -118,9 +169,9 @@ impl TableProvider for SpansTable {
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let snap = self.source.snapshot().map_err(storage_err)?;
-        let mut resolutions = HashMap::new();
+        let mut resolutions: HashMap<PartitionKey, (FileKeep, Vec<RecordBatch>)> = HashMap::new();
         for p in snap.partitions_to_resolve() {
-            resolutions.insert(p, snap.resolve(p).map_err(storage_err)?);
+            resolutions.insert(p, self.resolve(&snap, p).map_err(storage_err)?);
         }
 
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
@@ -129,10 +180,7 @@ impl TableProvider for SpansTable {
             for f in snap.files.iter() {
                 let path = snap.root.join(&f.path);
                 let mut pf = PartitionedFile::new(path.to_string_lossy().into_owned(), f.bytes);
-                if let Some(keep) = resolutions
-                    .get(&f.partition)
-                    .and_then(|r| r.file_keep.get(&f.id))
-                {
+                if let Some(keep) = resolutions.get(&f.partition).and_then(|r| r.0.get(&f.id)) {
                     let groups = datafile::row_group_sizes(&snap.root, f).map_err(storage_err)?;
                     pf = pf.with_extension(access_plan(keep, &groups));
                 }
@@ -166,8 +214,8 @@ impl TableProvider for SpansTable {
                 memory.extend(m.batches.iter().cloned());
             }
         }
-        for r in resolutions.into_values() {
-            memory.extend(r.memory);
+        for (_, live) in resolutions.into_values() {
+            memory.extend(live);
         }
         memory.retain(|b| b.num_rows() > 0);
         if !memory.is_empty() {
