@@ -36,6 +36,9 @@ pub struct EngineOptions {
     pub query_threads: usize,
     /// Guards on filter expressions (64 KiB, nesting depth 64 by default).
     pub filter_limits: FilterLimits,
+    /// Read the index sidecars to skip data (default). `false` makes every query scan:
+    /// the reference for differential tests, or a way around a suspected index problem.
+    pub use_indexes: bool,
 }
 
 impl Default for EngineOptions {
@@ -49,6 +52,7 @@ impl Default for EngineOptions {
             flush_age: s.flush_age,
             query_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             filter_limits: FilterLimits::default(),
+            use_indexes: true,
         }
     }
 }
@@ -56,7 +60,7 @@ impl Default for EngineOptions {
 struct Inner {
     store: Arc<Store>,
     ctx: SessionContext,
-    table: Arc<dyn TableProvider>,
+    table: Arc<SpansTable>,
     groups: Groups,
     filter_limits: FilterLimits,
     /// `Option` only so that `Drop` can shut it down without blocking.
@@ -107,7 +111,7 @@ impl Engine {
                 flush_age: options.flush_age,
             },
         )?;
-        Self::with_store(store, options.query_threads, options.filter_limits)
+        Self::with_store(store, &options)
     }
 
     /// Opens a store for reading only: it sees the last committed manifest (not the
@@ -115,15 +119,12 @@ impl Engine {
     /// a live store, a copied archive or a read-only mount.
     pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Engine, Error> {
         let store = Store::open_read_only(dir)?;
-        let d = EngineOptions::default();
-        Self::with_store(store, d.query_threads, d.filter_limits)
+        Self::with_store(store, &EngineOptions::default())
     }
 
-    fn with_store(
-        store: Store,
-        threads: usize,
-        filter_limits: FilterLimits,
-    ) -> Result<Engine, Error> {
+    fn with_store(store: Store, options: &EngineOptions) -> Result<Engine, Error> {
+        let threads = options.query_threads;
+        let filter_limits = options.filter_limits;
         let threads = threads.max(1);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
@@ -136,10 +137,13 @@ impl Engine {
             .with_information_schema(true);
         let ctx = SessionContext::new_with_config(config);
         let store = Arc::new(store);
-        let table: Arc<dyn TableProvider> = Arc::new(SpansTable::new(
-            Arc::clone(&store) as Arc<dyn tracelake_query::SnapshotSource>
-        ));
-        ctx.register_table("spans", Arc::clone(&table))
+        let source = Arc::clone(&store) as Arc<dyn tracelake_query::SnapshotSource>;
+        let table = Arc::new(if options.use_indexes {
+            SpansTable::new(source)
+        } else {
+            SpansTable::without_indexes(source)
+        });
+        ctx.register_table("spans", Arc::clone(&table) as Arc<dyn TableProvider>)
             .map_err(tracelake_query::Error::from)?;
         let groups = Groups::open(store.root())?;
         Ok(Engine {
@@ -207,7 +211,7 @@ impl Engine {
         &self,
         filter: Option<&str>,
         range: Option<tracelake_query::TimeRange>,
-    ) -> Result<Vec<tracelake_query::Hit>, Error> {
+    ) -> Result<tracelake_query::search::Found, Error> {
         let compiled = Arc::new(match filter.map(str::trim).filter(|f| !f.is_empty()) {
             Some(f) => self.compile_filter(f)?,
             None => CompiledFilter::all(),
@@ -215,7 +219,7 @@ impl Engine {
         let ctx = self.inner.ctx.clone();
         let table = Arc::clone(&self.inner.table);
         self.block_on(
-            async move { tracelake_query::search::find(&ctx, table, &compiled, range).await },
+            async move { tracelake_query::search::find(&ctx, &table, &compiled, range).await },
         )
     }
 
@@ -224,6 +228,7 @@ impl Engine {
     pub fn find_trace_ids(&self, filter: &str) -> Result<Vec<String>, Error> {
         let mut hits: Vec<TraceId> = self
             .search(Some(filter), None)?
+            .hits
             .into_iter()
             .filter(|h| h.matched)
             .map(|h| h.trace_id)
@@ -242,16 +247,24 @@ impl Engine {
             .as_deref()
             .map(traces::decode_token)
             .transpose()?;
-        let hits = self.search(query.filter.as_deref(), range)?;
+        let found = self.search(query.filter.as_deref(), range)?;
         let mut processed = 0u64;
         let mut matched: Vec<&tracelake_query::Hit> = Vec::new();
-        for h in &hits {
+        for h in &found.hits {
             if h.in_range && traces::sampled(&h.trace_id, query.sampling_rate) {
                 processed += 1;
                 if h.matched {
                     matched.push(h);
                 }
             }
+        }
+        if let Some(all) = &found.universe {
+            // the index limited the search: count the traces in range over the store
+            processed = all
+                .iter()
+                .filter(|t| tracelake_query::search::in_range_by_id(t, range))
+                .filter(|t| traces::sampled(t, query.sampling_rate))
+                .count() as u64;
         }
         let matched_count = matched.len() as u64;
         matched.sort_by_key(|h| std::cmp::Reverse(traces::order_key(h)));
@@ -266,7 +279,7 @@ impl Engine {
         let page = &page[..page.len().min(limit)];
         let ids: Vec<TraceId> = page.iter().map(|h| h.trace_id).collect();
         let ctx = self.inner.ctx.clone();
-        let table = Arc::clone(&self.inner.table);
+        let table = Arc::clone(&self.inner.table) as Arc<dyn TableProvider>;
         let fetch = ids.clone();
         let mut summaries = self.block_on(async move {
             tracelake_query::summary::summaries(&ctx, table, &fetch).await
@@ -300,7 +313,7 @@ impl Engine {
             }
         }
         let ctx = self.inner.ctx.clone();
-        let table = Arc::clone(&self.inner.table);
+        let table = Arc::clone(&self.inner.table) as Arc<dyn TableProvider>;
         let want = parsed.clone();
         let traces =
             self.block_on(
@@ -452,6 +465,12 @@ impl Engine {
     /// closes too.
     pub fn close(&self) -> Result<(), Error> {
         Ok(self.inner.store.close()?)
+    }
+
+    /// Row groups of data files that queries planned to read and to skip since the engine
+    /// opened: `(read, skipped)`. Shows what the indexes save.
+    pub fn scan_counters(&self) -> (u64, u64) {
+        self.inner.table.scan_counters()
     }
 
     pub fn is_read_only(&self) -> bool {

@@ -14,6 +14,7 @@ pub mod error;
 pub mod filter;
 pub mod lower;
 pub mod provider;
+mod prune;
 pub mod rootcause;
 pub mod search;
 pub mod summary;

@@ -10,6 +10,9 @@ use std::collections::HashMap;
 
 use datafusion::functions::string::expr_fn::{contains, ends_with, starts_with};
 use datafusion::logical_expr::{Expr, ScalarUDF, col, lit};
+use std::ops::Bound;
+
+use tracelake_storage::index::{AnnValue, Column as IndexColumn};
 use tracelake_storage::schema::{col as c, kind};
 use tracelake_storage::segment::time;
 
@@ -132,11 +135,55 @@ pub(crate) fn cmp_f64(a: f64, op: CmpOp, b: f64) -> bool {
     }
 }
 
+/// An index probe that finds every row a leaf can hold on (and maybe more).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Probe {
+    Term {
+        column: IndexColumn,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Range {
+        column: IndexColumn,
+        key: Vec<u8>,
+        from: Bound<Vec<u8>>,
+        to: Bound<Vec<u8>>,
+    },
+}
+
+impl Probe {
+    fn term(column: IndexColumn, key: &[u8], value: &[u8]) -> Probe {
+        Probe::Term {
+            column,
+            key: key.to_vec(),
+            value: value.to_vec(),
+        }
+    }
+
+    fn flag(column: IndexColumn) -> Probe {
+        Probe::term(column, b"", b"")
+    }
+}
+
+/// The traces a program can match, as index probes: a trace outside this set cannot
+/// match, so the scan may skip it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Candidates {
+    /// No restriction.
+    All,
+    /// Traces with a row the probe finds.
+    Probe(Probe),
+    And(Vec<Candidates>),
+    Or(Vec<Candidates>),
+}
+
 /// A filter expression ready to run: leaves plus program.
 #[derive(Debug, Clone)]
 pub struct CompiledFilter {
     pub(crate) program: Program,
     pub(crate) leaves: Vec<Expr>,
+    /// The index probe of each leaf, when one exists.
+    pub(crate) probes: Vec<Option<Probe>>,
     /// Canonical text (groups expanded): the identity of the compiled filter.
     pub(crate) key: String,
     /// Root causes are needed: the search must carry the columns they read.
@@ -149,6 +196,7 @@ impl CompiledFilter {
         CompiledFilter {
             program: Program::And(Vec::new()),
             leaves: Vec::new(),
+            probes: Vec::new(),
             key: String::new(),
             needs_causes: false,
         }
@@ -179,6 +227,7 @@ pub fn compile(
     let ast = parse_with(text, *limits)?;
     let mut l = Lowerer {
         leaves: Vec::new(),
+        probes: Vec::new(),
         index: HashMap::new(),
         groups,
         limits,
@@ -191,6 +240,7 @@ pub fn compile(
     Ok(CompiledFilter {
         program,
         leaves: l.leaves,
+        probes: l.probes,
         key: format!("{ast}{}", l.key),
         needs_causes: l.needs_causes,
     })
@@ -198,6 +248,7 @@ pub fn compile(
 
 struct Lowerer<'g> {
     leaves: Vec<Expr>,
+    probes: Vec<Option<Probe>>,
     index: HashMap<Expr, usize>,
     groups: &'g dyn GroupResolver,
     limits: &'g FilterLimits,
@@ -290,6 +341,124 @@ fn reads_root(kw: StrKw) -> bool {
     )
 }
 
+/// `http.status OP v` as a probe: equality with a whole status only.
+fn status_probe(op: CmpOp, v: f64) -> Option<Probe> {
+    (op == CmpOp::Eq && v.fract() == 0.0 && v.abs() < 1e9).then(|| {
+        Probe::term(
+            IndexColumn::HttpStatus,
+            b"",
+            (v as i64).to_string().as_bytes(),
+        )
+    })
+}
+
+/// Equality on an indexed string column.
+fn str_probe(kw: StrKw, op: StrOp, v: &str) -> Option<Probe> {
+    let column = match kw {
+        StrKw::Name => IndexColumn::Name,
+        StrKw::Type => IndexColumn::Origin,
+        StrKw::User => IndexColumn::User,
+        _ => return None,
+    };
+    (op == StrOp::Eq).then(|| Probe::term(column, b"", v.as_bytes()))
+}
+
+/// Annotation tests as probes: presence, equality, and ranges of numbers or strings.
+fn annotation_probe(key: &str, test: &AnnotationTest) -> Option<Probe> {
+    let k = key.as_bytes();
+    let range = |tag: u8, op: CmpOp, enc: Vec<u8>| -> Option<Probe> {
+        let low = Bound::Included(vec![tag]);
+        let high = Bound::Excluded(vec![tag + 1]);
+        let (from, to) = match op {
+            CmpOp::Eq => return Some(Probe::term(IndexColumn::Annotation, k, &enc)),
+            CmpOp::Ne => return None,
+            CmpOp::Lt => (low, Bound::Excluded(enc)),
+            CmpOp::Le => (low, Bound::Included(enc)),
+            CmpOp::Gt => (Bound::Excluded(enc), high),
+            CmpOp::Ge => (Bound::Included(enc), high),
+        };
+        Some(Probe::Range {
+            column: IndexColumn::Annotation,
+            key: k.to_vec(),
+            from,
+            to,
+        })
+    };
+    match test {
+        AnnotationTest::Present => Some(Probe::term(IndexColumn::AnnotationKey, k, b"")),
+        AnnotationTest::Num(op, bits) => {
+            range(b'n', *op, AnnValue::Num(f64::from_bits(*bits)).encode())
+        }
+        AnnotationTest::Str(op, v) => range(b's', *op, AnnValue::Str(v).encode()),
+        AnnotationTest::Bool(CmpOp::Eq, b) => Some(Probe::term(
+            IndexColumn::Annotation,
+            k,
+            &AnnValue::Bool(*b).encode(),
+        )),
+        AnnotationTest::Bool(..) => None,
+        AnnotationTest::StrOp(StrOp::Eq, v) => Some(Probe::term(
+            IndexColumn::Annotation,
+            k,
+            &AnnValue::Str(v).encode(),
+        )),
+        AnnotationTest::StrOp(..) => None,
+    }
+}
+
+/// The candidate traces of a program: every trace it can match is in the set.
+pub(crate) fn candidates(p: &Program, probes: &[Option<Probe>]) -> Candidates {
+    let leaf = |l: usize| match probes.get(l) {
+        Some(Some(p)) => Candidates::Probe(p.clone()),
+        _ => Candidates::All,
+    };
+    let select = |s: Select| match s {
+        Select::Leaf(l) => leaf(l),
+        Select::All => Candidates::All,
+        Select::Never => Candidates::Or(Vec::new()),
+    };
+    match p {
+        Program::And(v) => {
+            let parts: Vec<Candidates> = v
+                .iter()
+                .map(|x| candidates(x, probes))
+                .filter(|c| *c != Candidates::All)
+                .collect();
+            if parts.is_empty() {
+                Candidates::All
+            } else {
+                Candidates::And(parts)
+            }
+        }
+        Program::Or(v) => {
+            let parts: Vec<Candidates> = v.iter().map(|x| candidates(x, probes)).collect();
+            if parts.contains(&Candidates::All) {
+                Candidates::All
+            } else {
+                Candidates::Or(parts)
+            }
+        }
+        // the root's value is some row's value
+        Program::Any(l) | Program::Root(l) => leaf(*l),
+        Program::Service { seg, inf, .. } => {
+            let (a, b) = (select(*seg), select(*inf));
+            if a == Candidates::All || b == Candidates::All {
+                Candidates::All
+            } else {
+                Candidates::Or(vec![a, b])
+            }
+        }
+        Program::Edge { from, .. } => select(*from),
+        Program::RootCause { kind, .. } => match kind {
+            RootCauseKind::Fault => Candidates::Probe(Probe::flag(IndexColumn::Fault)),
+            RootCauseKind::Error => Candidates::Probe(Probe::flag(IndexColumn::Error)),
+            RootCauseKind::ResponseTime => Candidates::All,
+        },
+        Program::Not(_) | Program::Inferred | Program::Duration(..) | Program::RootCauseJson(_) => {
+            Candidates::All
+        }
+    }
+}
+
 fn invalid(msg: impl Into<String>) -> Error {
     Error::InvalidFilter(msg.into())
 }
@@ -303,6 +472,16 @@ impl Lowerer<'_> {
         let i = self.leaves.len();
         self.index.insert(e.clone(), i);
         self.leaves.push(e);
+        self.probes.push(None);
+        i
+    }
+
+    /// A leaf every matching row of which the probe finds.
+    fn probed(&mut self, e: Expr, probe: Option<Probe>) -> usize {
+        let i = self.leaf(e);
+        if probe.is_some() {
+            self.probes[i] = probe;
+        }
         i
     }
 
@@ -333,9 +512,15 @@ impl Lowerer<'_> {
             Pred::Bool { kw, value } => {
                 let prog = match kw {
                     BoolKw::Ok => Program::Root(self.leaf(ok_expr())),
-                    BoolKw::Error => Program::Root(self.leaf(col(c::ERROR))),
-                    BoolKw::Fault => Program::Root(self.leaf(col(c::FAULT))),
-                    BoolKw::Throttle => Program::Any(self.leaf(col(c::THROTTLE))),
+                    BoolKw::Error => Program::Root(
+                        self.probed(col(c::ERROR), Some(Probe::flag(IndexColumn::Error))),
+                    ),
+                    BoolKw::Fault => Program::Root(
+                        self.probed(col(c::FAULT), Some(Probe::flag(IndexColumn::Fault))),
+                    ),
+                    BoolKw::Throttle => Program::Any(
+                        self.probed(col(c::THROTTLE), Some(Probe::flag(IndexColumn::Throttle))),
+                    ),
                     BoolKw::Partial => Program::Any(self.leaf(col(c::IN_PROGRESS))),
                     BoolKw::Inferred => Program::Inferred,
                     other => {
@@ -354,14 +539,17 @@ impl Lowerer<'_> {
             Pred::Num { kw, op, value } => match kw {
                 NumKw::ResponseTime => Program::Root(self.leaf(elapsed_cmp(*op, *value))),
                 NumKw::Duration => Program::Duration(*op, Threshold::new(*value)),
-                NumKw::HttpStatus => Program::Root(self.leaf(num_cmp(
-                    datafusion::logical_expr::cast(
-                        col(c::HTTP_STATUS),
-                        arrow::datatypes::DataType::Float64,
+                NumKw::HttpStatus => Program::Root(self.probed(
+                    num_cmp(
+                        datafusion::logical_expr::cast(
+                            col(c::HTTP_STATUS),
+                            arrow::datatypes::DataType::Float64,
+                        ),
+                        *op,
+                        lit(*value),
                     ),
-                    *op,
-                    lit(*value),
-                ))),
+                    status_probe(*op, *value),
+                )),
                 NumKw::Index | NumKw::Coverage => {
                     return Err(invalid(format!(
                         "`{}` is only valid inside rootcause braces",
@@ -372,7 +560,7 @@ impl Lowerer<'_> {
             Pred::Str { kw, op, value } => {
                 let column = str_column(*kw)
                     .ok_or_else(|| invalid("`message` is only valid inside rootcause braces"))?;
-                let l = self.leaf(str_cmp(col(column), *op, value));
+                let l = self.probed(str_cmp(col(column), *op, value), str_probe(*kw, *op, value));
                 if reads_root(*kw) {
                     Program::Root(l)
                 } else {
@@ -397,8 +585,9 @@ impl Lowerer<'_> {
                     (None, Some((op, s))) => AnnotationTest::StrOp(*op, s.clone()),
                     (None, None) => AnnotationTest::Present,
                 };
+                let probe = annotation_probe(key, &test);
                 let udf = ScalarUDF::from(AnnotationUdf::new(key.clone(), test));
-                Program::Any(self.leaf(udf.call(vec![col(c::ANNOTATIONS)])))
+                Program::Any(self.probed(udf.call(vec![col(c::ANNOTATIONS)]), probe))
             }
             Pred::Group { arn, value } => {
                 let Some(text) = self.groups.expression(value, *arn) else {
@@ -475,7 +664,17 @@ impl Lowerer<'_> {
         if let Some(a) = &s.account_id {
             e = e.and(col(c::ACCOUNT_ID).eq(lit(a.as_str())));
         }
-        Select::Leaf(self.leaf(e))
+        let probe = match (
+            s.name.as_deref().filter(|n| !n.is_empty() || s.by_id),
+            &s.kind,
+        ) {
+            (Some(n), _) => Some(Probe::term(IndexColumn::Name, b"", n.as_bytes())),
+            (None, Some(t)) if !t.is_empty() => {
+                Some(Probe::term(IndexColumn::Origin, b"", t.as_bytes()))
+            }
+            _ => None,
+        };
+        Select::Leaf(self.probed(e, probe))
     }
 
     /// Rows yielding inferred nodes that `svc` names (the search checks the "no real
@@ -494,7 +693,12 @@ impl Lowerer<'_> {
         if let Some(t) = &s.kind {
             e = e.and(col(crate::trace::field::INFERRED_TYPE).eq(lit(t.as_str())));
         }
-        Select::Leaf(self.leaf(e))
+        let probe = s
+            .name
+            .as_deref()
+            .filter(|n| !n.is_empty() || s.by_id)
+            .map(|n| Probe::term(IndexColumn::Name, b"", n.as_bytes()));
+        Select::Leaf(self.probed(e, probe))
     }
 
     fn row(&mut self, e: &Ast) -> Result<RowProgram> {

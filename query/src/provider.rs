@@ -16,6 +16,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
+use datafusion::common::ScalarValue;
 use datafusion::common::{DFSchema, Result as DfResult};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -31,7 +32,9 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
-use tracelake_storage::{PartitionKey, Snapshot, datafile, schema};
+use tracelake_storage::{PartitionKey, Snapshot, TraceId, datafile, schema};
+
+use crate::prune::{IndexCache, rows_of_traces};
 
 /// Where a table gets its snapshots from (the store, in practice).
 pub trait SnapshotSource: Send + Sync + fmt::Debug {
@@ -55,6 +58,36 @@ pub struct SpansTable {
     /// Upsert resolutions of partitions that have files only, by (partition, file ids):
     /// files never change, so the masks hold until the file set does.
     resolved: Mutex<HashMap<(PartitionKey, Vec<u64>), FileKeep>>,
+    /// Open index sidecars.
+    pub(crate) indexes: IndexCache,
+    /// Use the sidecars (off: every query scans, for differential tests).
+    use_indexes: bool,
+    /// Row groups planned for reading and skipped, since the table was made.
+    counters: ScanCounters,
+}
+
+/// How much of the data files scans planned to read (cumulative).
+#[derive(Debug, Default)]
+pub struct ScanCounters {
+    pub row_groups_read: std::sync::atomic::AtomicU64,
+    pub row_groups_skipped: std::sync::atomic::AtomicU64,
+}
+
+impl ScanCounters {
+    /// `(row groups read, row groups skipped)` so far.
+    pub fn get(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.row_groups_read.load(Relaxed),
+            self.row_groups_skipped.load(Relaxed),
+        )
+    }
+
+    fn add(&self, read: usize, skipped: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.row_groups_read.fetch_add(read as u64, Relaxed);
+        self.row_groups_skipped.fetch_add(skipped as u64, Relaxed);
+    }
 }
 
 /// Cached resolutions kept at most (each is a bit per row of its partition).
@@ -66,7 +99,33 @@ impl SpansTable {
             source,
             schema: schema::spans(),
             resolved: Mutex::new(HashMap::new()),
+            indexes: IndexCache::default(),
+            use_indexes: true,
+            counters: ScanCounters::default(),
         }
+    }
+
+    /// Row groups scans planned to read and to skip, since the table was made.
+    pub fn scan_counters(&self) -> (u64, u64) {
+        self.counters.get()
+    }
+
+    /// A table that never reads index sidecars (every query scans): the reference side
+    /// of differential tests, and a way around a suspected index problem.
+    pub fn without_indexes(source: Arc<dyn SnapshotSource>) -> Self {
+        SpansTable {
+            use_indexes: false,
+            ..SpansTable::new(source)
+        }
+    }
+
+    pub(crate) fn uses_indexes(&self) -> bool {
+        self.use_indexes
+    }
+
+    /// A snapshot of the store.
+    pub(crate) fn snapshot(&self) -> tracelake_storage::Result<Snapshot> {
+        self.source.snapshot()
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<(PartitionKey, Vec<u64>), FileKeep>> {
@@ -111,12 +170,48 @@ impl SpansTable {
     }
 }
 
+/// Trace ids a scan is limited to by a `trace_id = x` or `trace_id IN (...)` filter.
+fn trace_filter(filters: &[Expr]) -> Option<Vec<TraceId>> {
+    use datafusion::logical_expr::{BinaryExpr, Operator, expr::InList};
+    let literal = |e: &Expr| match e {
+        Expr::Literal(ScalarValue::FixedSizeBinary(16, Some(b)), _) => TraceId::from_slice(b),
+        _ => None,
+    };
+    let is_trace_id = |e: &Expr| matches!(e, Expr::Column(c) if c.name == schema::col::TRACE_ID);
+    for f in filters {
+        match f {
+            Expr::InList(InList {
+                expr,
+                list,
+                negated: false,
+            }) if is_trace_id(expr) => {
+                let ids: Option<Vec<TraceId>> = list.iter().map(literal).collect();
+                if ids.is_some() {
+                    return ids;
+                }
+            }
+            Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::Eq,
+                right,
+            }) if is_trace_id(left) => {
+                if let Some(t) = literal(right) {
+                    return Some(vec![t]);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 fn storage_err(e: tracelake_storage::Error) -> DataFusionError {
     DataFusionError::External(Box::new(e))
 }
 
-/// Keep-mask over a file's rows -> access plan with one selection per row group.
-fn access_plan(keep: &[bool], row_groups: &[usize]) -> ParquetAccessPlan {
+/// Keep-mask over a file's rows -> access plan with one selection per row group, and the
+/// number of row groups it reads.
+fn access_plan(keep: &[bool], row_groups: &[usize]) -> (ParquetAccessPlan, usize) {
     let mut groups = Vec::with_capacity(row_groups.len());
     let mut off = 0;
     for &n in row_groups {
@@ -141,7 +236,11 @@ fn access_plan(keep: &[bool], row_groups: &[usize]) -> ParquetAccessPlan {
             groups.push(RowGroupAccess::Selection(RowSelection::from(selectors)));
         }
     }
-    ParquetAccessPlan::new(groups)
+    let read = groups
+        .iter()
+        .filter(|g| !matches!(g, RowGroupAccess::Skip))
+        .count();
+    (ParquetAccessPlan::new(groups), read)
 }
 
 #[async_trait]
@@ -168,24 +267,74 @@ impl TableProvider for SpansTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let traces = if self.use_indexes {
+            trace_filter(filters)
+        } else {
+            None
+        };
+        self.scan_traces(state, projection, filters, limit, traces.as_deref())
+    }
+}
+
+impl SpansTable {
+    /// The scan, limited to the rows of `traces` in files with a sidecar when given (the
+    /// memtable is never limited: the caller filters it, or treats it as candidates).
+    fn scan_traces(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+        traces: Option<&[TraceId]>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let snap = self.source.snapshot().map_err(storage_err)?;
+        if self.use_indexes {
+            let live: std::collections::HashSet<u64> = snap.files.iter().map(|f| f.id).collect();
+            self.indexes.retain(&live);
+        }
         let mut resolutions: HashMap<PartitionKey, (FileKeep, Vec<RecordBatch>)> = HashMap::new();
         for p in snap.partitions_to_resolve() {
             resolutions.insert(p, self.resolve(&snap, p).map_err(storage_err)?);
         }
 
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
-        if !snap.files.is_empty() {
-            let mut files = Vec::with_capacity(snap.files.len());
+        let mut files = Vec::with_capacity(snap.files.len());
+        {
             for f in snap.files.iter() {
                 let path = snap.root.join(&f.path);
                 let mut pf = PartitionedFile::new(path.to_string_lossy().into_owned(), f.bytes);
-                if let Some(keep) = resolutions.get(&f.partition).and_then(|r| r.0.get(&f.id)) {
+                let upsert = resolutions.get(&f.partition).and_then(|r| r.0.get(&f.id));
+                // rows of the traces asked for, from the sidecar's trace directory
+                let wanted = traces
+                    .and_then(|t| Some(rows_of_traces(&*self.indexes.get(&snap.root, f)?, t)));
+                let keep: Option<Vec<bool>> = match (wanted, upsert) {
+                    (Some(mut w), Some(u)) => {
+                        for (a, b) in w.iter_mut().zip(u) {
+                            *a &= *b;
+                        }
+                        Some(w)
+                    }
+                    (Some(w), None) => Some(w),
+                    (None, Some(u)) => Some(u.clone()),
+                    (None, None) => None,
+                };
+                let all_groups = (f.rows as usize).div_ceil(datafile::ROW_GROUP_ROWS);
+                if let Some(keep) = keep {
+                    if !keep.iter().any(|k| *k) {
+                        self.counters.add(0, all_groups);
+                        continue; // nothing of this file is wanted
+                    }
                     let groups = datafile::row_group_sizes(&snap.root, f).map_err(storage_err)?;
-                    pf = pf.with_extension(access_plan(keep, &groups));
+                    let (plan, read) = access_plan(&keep, &groups);
+                    self.counters.add(read, groups.len() - read);
+                    pf = pf.with_extension(plan);
+                } else {
+                    self.counters.add(all_groups, 0);
                 }
                 files.push(pf);
             }
+        }
+        if !files.is_empty() {
             let target = state.config().target_partitions().max(1);
             let per = files.len().div_ceil(target);
             let groups: Vec<FileGroup> = files
@@ -235,5 +384,42 @@ impl TableProvider for SpansTable {
             return Ok(Arc::new(EmptyExec::new(projected)));
         }
         UnionExec::try_new(inputs)
+    }
+}
+
+/// The `spans` table limited to some traces (and every memtable row): the scan of a
+/// filter whose index probes found candidate traces.
+#[derive(Debug)]
+pub(crate) struct RestrictedSpans {
+    pub(crate) table: Arc<SpansTable>,
+    pub(crate) traces: Arc<Vec<TraceId>>,
+}
+
+#[async_trait]
+impl TableProvider for RestrictedSpans {
+    fn schema(&self) -> SchemaRef {
+        self.table.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.table
+            .scan_traces(state, projection, filters, limit, Some(&self.traces))
     }
 }

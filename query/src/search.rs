@@ -26,7 +26,10 @@ use tracelake_storage::TraceId;
 use tracelake_storage::schema::{col as c, kind};
 
 use crate::error::Result;
+use crate::lower::{Candidates, candidates};
 use crate::lower::{CompiledFilter, Program, RowProgram, Select};
+use crate::provider::{RestrictedSpans, SpansTable};
+use crate::prune;
 use crate::rootcause;
 use crate::trace::{Trace, field};
 use crate::udf::{InferredTypeUdf, MatchUdf};
@@ -143,13 +146,82 @@ fn trace_id_bound(epoch: i64) -> Expr {
 }
 
 /// Evaluates `filter` on every trace of `table` (in `range`, when given).
+/// What a search found.
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    /// The traces looked at (all of them in range, or the index's candidates).
+    pub hits: Vec<Hit>,
+    /// When index probes limited the search to candidates: every trace of the store, so
+    /// that the caller can still count the traces in range.
+    pub universe: Option<Vec<TraceId>>,
+}
+
+/// Whether a trace id lies in a `TraceId` range (always true for other ranges).
+pub fn in_range_by_id(t: &TraceId, range: Option<TimeRange>) -> bool {
+    match range {
+        Some(r) if r.kind == RangeType::TraceId => {
+            let at = i64::from(t.epoch_seconds()) * 1_000_000_000;
+            at >= r.start_ns.div_euclid(1_000_000_000) * 1_000_000_000 && at < r.end_ns
+        }
+        _ => true,
+    }
+}
+
+/// Candidate traces from the index sidecars, when the filter has probes and every
+/// sidecar is usable: `(candidates in range, every trace)`.
+fn index_candidates(
+    table: &SpansTable,
+    filter: &CompiledFilter,
+    range: Option<TimeRange>,
+) -> Result<Option<(Vec<TraceId>, Vec<TraceId>)>> {
+    if !table.uses_indexes() || range.is_some_and(|r| r.kind != RangeType::TraceId) {
+        return Ok(None);
+    }
+    let cands = candidates(&filter.program, &filter.probes);
+    if cands == Candidates::All {
+        return Ok(None);
+    }
+    let snap = table.snapshot()?;
+    let Some(all) = prune::all_traces(&snap, &table.indexes) else {
+        return Ok(None);
+    };
+    let Some(set) = prune::candidate_traces(&snap, &table.indexes, &cands) else {
+        return Ok(None);
+    };
+    let mut set: Vec<TraceId> = set
+        .into_iter()
+        .filter(|t| in_range_by_id(t, range))
+        .collect();
+    set.sort_unstable();
+    Ok(Some((set, all.into_iter().collect())))
+}
+
+/// Evaluates `filter` on every trace of `table` (in `range`, when given), or only on the
+/// candidates its index probes find.
 pub async fn find(
     ctx: &SessionContext,
-    table: Arc<dyn TableProvider>,
+    table: &Arc<SpansTable>,
     filter: &Arc<CompiledFilter>,
     range: Option<TimeRange>,
-) -> Result<Vec<Hit>> {
-    let mut plan = LogicalPlanBuilder::scan("spans", provider_as_source(table), None)?;
+) -> Result<Found> {
+    let (source, universe): (Arc<dyn TableProvider>, _) =
+        match index_candidates(table, filter, range)? {
+            Some((set, all)) if set.is_empty() => {
+                return Ok(Found {
+                    hits: Vec::new(),
+                    universe: Some(all),
+                });
+            }
+            Some((set, all)) => (
+                Arc::new(RestrictedSpans {
+                    table: Arc::clone(table),
+                    traces: Arc::new(set),
+                }),
+                Some(all),
+            ),
+            None => (Arc::clone(table) as Arc<dyn TableProvider>, None),
+        };
+    let mut plan = LogicalPlanBuilder::scan("spans", provider_as_source(source), None)?;
     if let Some(r) = range.filter(|r| r.kind == RangeType::TraceId) {
         let lo = r.start_ns.div_euclid(1_000_000_000);
         // [start, end): the last whole second before `end` is included
@@ -198,7 +270,7 @@ pub async fn find(
     for b in &batches {
         read_hits(b, range, &mut hits);
     }
-    Ok(hits)
+    Ok(Found { hits, universe })
 }
 
 fn read_hits(b: &RecordBatch, range: Option<TimeRange>, out: &mut Vec<Hit>) {

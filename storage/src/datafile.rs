@@ -111,6 +111,9 @@ pub fn write(
     w.write(&sorted).map_err(pq)?;
     let file = w.into_inner().map_err(pq)?;
     file.sync_all().map_err(Error::io(&path))?;
+    // The index sidecar: synced before the directory, so the manifest never names a file
+    // whose sidecar is torn (a damaged one is detected and scanned around anyway).
+    crate::index::write(&path, &crate::index::build(&sorted)?)?;
     File::open(&dir)
         .and_then(|d| d.sync_all())
         .map_err(Error::io(&dir))?;

@@ -6,8 +6,8 @@
 //!    with an X-Ray error code;
 //! 3. [`flatten::SpanBuilder`] turns it into rows of the [`schema::spans`] table;
 //! 4. [`store::Store`] logs it in the [`wal`], keeps it in the [`memtable`], and flushes
-//!    partitions ([`partition`]) into Parquet files ([`datafile`]) listed by the
-//!    [`manifest`];
+//!    partitions ([`partition`]) into Parquet files ([`datafile`]) with bitmap index
+//!    sidecars ([`index`]), listed by the [`manifest`];
 //! 5. [`rebuild`] turns rows back into documents, value-equal to what was sent.
 //!
 //! This crate never depends on DataFusion; the query crate reads [`snapshot::Snapshot`]s.
@@ -20,6 +20,7 @@ pub mod segment;
 
 pub use error::{Error, ErrorKind, Result};
 pub mod datafile;
+pub mod index;
 pub mod manifest;
 pub mod memtable;
 pub mod partition;

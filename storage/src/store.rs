@@ -650,7 +650,13 @@ fn write_frozen(s: &Shared, frozen: &Arc<Frozen>) -> Result<()> {
 
 /// Removes data files that no manifest names (left by a crash mid-flush).
 fn remove_orphans(root: &Path, m: &Manifest) -> Result<()> {
-    let live: std::collections::HashSet<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
+    let mut live: std::collections::HashSet<String> =
+        m.files.iter().map(|f| f.path.clone()).collect();
+    // and their index sidecars
+    for f in &m.files {
+        let side = crate::index::sidecar_path(Path::new(&f.path));
+        live.insert(side.to_string_lossy().replace('\\', "/"));
+    }
     let spans = root.join("spans");
     let mut stack = vec![spans];
     while let Some(dir) = stack.pop() {
@@ -667,7 +673,7 @@ fn remove_orphans(root: &Path, m: &Manifest) -> Result<()> {
             } else if let Ok(rel) = path.strip_prefix(root) {
                 let rel = rel.to_string_lossy().replace('\\', "/");
                 if !live.contains(rel.as_str()) {
-                    tracing::info!(file = %rel, "removing orphan data file");
+                    tracing::info!(file = %rel, "removing orphan file");
                     fs::remove_file(&path).map_err(Error::io(&path))?;
                 }
             }

@@ -1,0 +1,171 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Index sidecars at work: selective questions read only the row groups they need, and a
+//! damaged or missing sidecar costs speed, never an answer.
+
+use tracelake::{Engine, EngineOptions, TraceQuery};
+
+const FILES: u32 = 10;
+const TRACES_PER_FILE: u32 = 40;
+
+fn trace_id(file: u32, t: u32) -> String {
+    format!("1-5f5e1000-{:012x}{:012x}", file, t)
+}
+
+/// Ten files of forty traces each; one trace of file 6 carries `needle = "x"`.
+fn store(dir: &std::path::Path) -> Engine {
+    let engine = Engine::open(dir, EngineOptions::default()).unwrap();
+    for f in 0..FILES {
+        let mut body = String::new();
+        for t in 0..TRACES_PER_FILE {
+            let ann = if f == 6 && t == 17 {
+                r#","annotations":{"needle":"x","tenant":"acme"}"#
+            } else {
+                r#","annotations":{"tenant":"acme"}"#
+            };
+            body.push_str(&format!(
+                r#"{{"trace_id":"{}","id":"{:08x}{:08x}","name":"api","start_time":1600000000,"end_time":1600000001{ann}}}"#,
+                trace_id(f, t),
+                f + 1,
+                t + 1
+            ));
+            body.push('\n');
+        }
+        assert!(engine.ingest(body.as_bytes()).unwrap().rejected.is_empty());
+        engine.flush().unwrap();
+    }
+    assert_eq!(engine.stats().files, FILES as usize);
+    engine
+}
+
+fn delta(engine: &Engine, f: impl FnOnce()) -> (u64, u64) {
+    let (r0, s0) = engine.scan_counters();
+    f();
+    let (r1, s1) = engine.scan_counters();
+    (r1 - r0, s1 - s0)
+}
+
+#[test]
+fn selective_queries_read_only_their_row_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = store(dir.path());
+    let needle = trace_id(6, 17);
+
+    // an annotation value in one trace: one row group of ten
+    let (read, skipped) = delta(&engine, || {
+        assert_eq!(
+            engine.find_trace_ids(r#"annotation.needle = "x""#).unwrap(),
+            vec![needle.clone()]
+        );
+    });
+    assert_eq!((read, skipped), (1, u64::from(FILES) - 1));
+
+    // a trace by id, no time range: one row group
+    let (read, skipped) = delta(&engine, || {
+        let t = engine.get_traces(&[needle.as_str()]).unwrap();
+        assert_eq!(t.traces.len(), 1);
+    });
+    assert_eq!((read, skipped), (1, u64::from(FILES) - 1));
+
+    // a summary page of the needle: the search and the fetch read one row group each,
+    // and the count of processed traces still covers the whole store
+    let (read, _) = delta(&engine, || {
+        let page = engine
+            .trace_summaries(&TraceQuery {
+                filter: Some(r#"annotation.needle = "x" AND ok"#.into()),
+                ..TraceQuery::default()
+            })
+            .unwrap();
+        assert_eq!(page.trace_summaries.len(), 1);
+        assert_eq!(
+            page.traces_processed_count,
+            u64::from(FILES * TRACES_PER_FILE)
+        );
+    });
+    assert_eq!(read, 2);
+
+    // a value nobody has: nothing is read
+    let (read, _) = delta(&engine, || {
+        assert!(
+            engine
+                .find_trace_ids(r#"annotation.needle = "y""#)
+                .unwrap()
+                .is_empty()
+        );
+    });
+    assert_eq!(read, 0);
+
+    // not selective (`!`, `OR` with an unindexed side): every row group, same answers
+    let (read, _) = delta(&engine, || {
+        let n = engine
+            .find_trace_ids(r#"!annotation.needle = "x""#)
+            .unwrap()
+            .len();
+        assert_eq!(n, (FILES * TRACES_PER_FILE) as usize - 1);
+    });
+    assert_eq!(read, u64::from(FILES));
+}
+
+#[test]
+fn damaged_or_missing_sidecars_cost_speed_not_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = store(dir.path());
+    let want = engine.find_trace_ids(r#"annotation.needle = "x""#).unwrap();
+    let all = engine
+        .find_trace_ids(r#"annotation.tenant = "acme""#)
+        .unwrap();
+    engine.close().unwrap();
+    drop(engine);
+
+    // damage one sidecar and remove another
+    let mut sidecars: Vec<std::path::PathBuf> = Vec::new();
+    let mut stack = vec![dir.path().join("spans")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "idx") {
+                sidecars.push(p);
+            }
+        }
+    }
+    assert_eq!(sidecars.len(), FILES as usize, "one sidecar per data file");
+    sidecars.sort();
+    let mut bytes = std::fs::read(&sidecars[0]).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&sidecars[0], bytes).unwrap();
+    std::fs::remove_file(&sidecars[1]).unwrap();
+
+    let engine = Engine::open(dir.path(), EngineOptions::default()).unwrap();
+    assert_eq!(
+        engine.find_trace_ids(r#"annotation.needle = "x""#).unwrap(),
+        want
+    );
+    assert_eq!(
+        engine
+            .find_trace_ids(r#"annotation.tenant = "acme""#)
+            .unwrap(),
+        all
+    );
+    let t = engine.get_traces(&[want[0].as_str()]).unwrap();
+    assert_eq!(t.traces.len(), 1);
+    // the same with indexes off
+    engine.close().unwrap();
+    drop(engine);
+    let scan = Engine::open(
+        dir.path(),
+        EngineOptions {
+            use_indexes: false,
+            ..EngineOptions::default()
+        },
+    )
+    .unwrap();
+    let (read, skipped) = delta(&scan, || {
+        assert_eq!(
+            scan.find_trace_ids(r#"annotation.needle = "x""#).unwrap(),
+            want
+        );
+    });
+    assert_eq!((read, skipped), (u64::from(FILES), 0));
+}

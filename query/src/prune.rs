@@ -1,0 +1,182 @@
+//! Index pruning: open sidecars (cached per file), evaluate a filter's [`Candidates`] to a
+//! set of trace ids, and turn trace ids into row selections of data files.
+//!
+//! Every answer here is a superset: memtable traces are always candidates, and a file
+//! whose sidecar is missing or damaged turns pruning off for the query (with a warning),
+//! so a bad sidecar costs speed, never a result.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{Array, AsArray};
+use tracelake_storage::index::{Index, RoaringBitmap};
+use tracelake_storage::manifest::FileMeta;
+use tracelake_storage::schema::col;
+use tracelake_storage::{Snapshot, TraceId};
+
+use crate::lower::{Candidates, Probe};
+
+/// Open sidecars by file id (`None`: the sidecar is unusable; the file is scanned).
+#[derive(Debug, Default)]
+pub(crate) struct IndexCache {
+    open: Mutex<HashMap<u64, Option<Arc<Index>>>>,
+}
+
+impl IndexCache {
+    /// The sidecar of a data file, opened once.
+    pub(crate) fn get(&self, root: &Path, f: &FileMeta) -> Option<Arc<Index>> {
+        let mut m = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(i) = m.get(&f.id) {
+            return i.clone();
+        }
+        let opened = match Index::open(&root.join(&f.path), f.rows) {
+            Ok(i) => Some(Arc::new(i)),
+            Err(e) => {
+                tracing::warn!(file = %f.path, error = %e, "index sidecar unusable; scanning the file");
+                None
+            }
+        };
+        m.insert(f.id, opened.clone());
+        opened
+    }
+
+    /// Forgets files that left the store (compaction, retention).
+    pub(crate) fn retain(&self, live: &HashSet<u64>) {
+        self.open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|id, _| live.contains(id));
+    }
+}
+
+/// Trace ids of the memtable rows of a snapshot.
+fn memtable_traces(snap: &Snapshot, out: &mut HashSet<TraceId>) {
+    for m in &snap.memory {
+        for b in &m.batches {
+            if let Some(ids) = b
+                .column_by_name(col::TRACE_ID)
+                .and_then(|c| c.as_fixed_size_binary_opt())
+            {
+                for i in 0..ids.len() {
+                    if let Some(t) = TraceId::from_slice(ids.value(i)) {
+                        out.insert(t);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The traces of rows in `rows` (ascending), walking the trace directory once.
+fn traces_of_rows(index: &Index, rows: &RoaringBitmap, out: &mut HashSet<TraceId>) {
+    let mut last: Option<(TraceId, std::ops::Range<u32>)> = None;
+    for r in rows {
+        if let Some((_, range)) = &last
+            && range.contains(&r)
+        {
+            continue;
+        }
+        if let Some(t) = index.trace_of_row(r) {
+            let range = index.trace_rows(&t).unwrap_or(r..r + 1);
+            out.insert(t);
+            last = Some((t, range));
+        }
+    }
+}
+
+fn probe(index: &Index, p: &Probe) -> Option<RoaringBitmap> {
+    let r = match p {
+        Probe::Term { column, key, value } => index.probe(*column, key, value),
+        Probe::Range {
+            column,
+            key,
+            from,
+            to,
+        } => index.probe_range(*column, key, as_ref(from), as_ref(to)),
+    };
+    match r {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::warn!(error = %e, "index probe failed; scanning");
+            None
+        }
+    }
+}
+
+fn as_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(v) => Bound::Included(v),
+        Bound::Excluded(v) => Bound::Excluded(v),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+/// Every trace of the snapshot, from the sidecars and the memtable; `None` when a sidecar
+/// is unusable.
+pub(crate) fn all_traces(snap: &Snapshot, cache: &IndexCache) -> Option<HashSet<TraceId>> {
+    let mut out = HashSet::new();
+    for f in snap.files.iter() {
+        out.extend(cache.get(&snap.root, f)?.traces());
+    }
+    memtable_traces(snap, &mut out);
+    Some(out)
+}
+
+/// The traces that can match, or `None` for "any trace" (no usable restriction).
+pub(crate) fn candidate_traces(
+    snap: &Snapshot,
+    cache: &IndexCache,
+    c: &Candidates,
+) -> Option<HashSet<TraceId>> {
+    match c {
+        Candidates::All => None,
+        Candidates::Probe(p) => {
+            let mut out = HashSet::new();
+            for f in snap.files.iter() {
+                let index = cache.get(&snap.root, f)?;
+                traces_of_rows(&index, &probe(&index, p)?, &mut out);
+            }
+            memtable_traces(snap, &mut out);
+            Some(out)
+        }
+        Candidates::And(v) => {
+            let mut acc: Option<HashSet<TraceId>> = None;
+            for x in v {
+                if let Some(s) = candidate_traces(snap, cache, x) {
+                    acc = Some(match acc {
+                        None => s,
+                        Some(a) => a.intersection(&s).copied().collect(),
+                    });
+                }
+            }
+            acc
+        }
+        Candidates::Or(v) => {
+            let mut acc = HashSet::new();
+            for x in v {
+                acc.extend(candidate_traces(snap, cache, x)?);
+            }
+            Some(acc)
+        }
+    }
+}
+
+/// The rows of a file that belong to `traces`, as a keep-mask.
+pub(crate) fn rows_of_traces(index: &Index, traces: &[TraceId]) -> Vec<bool> {
+    let mut keep = vec![false; index.rows() as usize];
+    for t in traces {
+        if let Some(r) = index.trace_rows(t) {
+            for i in r {
+                if let Some(k) = keep.get_mut(i as usize) {
+                    *k = true;
+                }
+            }
+        }
+    }
+    keep
+}

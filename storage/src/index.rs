@@ -1,0 +1,707 @@
+//! Bitmap index sidecars: one per data file, written beside it at flush.
+//!
+//! A sidecar answers two questions without reading the Parquet file:
+//! - **where is a trace?** A sorted trace directory gives each trace's contiguous row
+//!   range (files are sorted by trace id);
+//! - **which rows have a term?** A sorted term table maps (column, key, value) to a roaring
+//!   bitmap of row ordinals: annotation key=value and key presence, `name`, `origin`,
+//!   `http_status`, `user`, and the error/fault/throttle flags. Numbers are encoded so that
+//!   byte order is numeric order, so a range of annotation values is a range of terms.
+//!
+//! Layout (little-endian):
+//! ```text
+//! "TLIDX001"  u32 version  u32 reserved  u64 rows
+//! u32 traces   traces x (16-byte trace id, u32 first row, u32 row count)
+//! u32 terms    terms  x (u8 column, u16 key len, key, u16 value len, value, u64 offset, u32 len)
+//! bitmaps (roaring portable format)
+//! u32 crc32 of everything above   "TLIDXEND"
+//! ```
+//! A sidecar that is missing, damaged or of a newer version is reported as an error by
+//! [`Index::open`]; readers then scan the data file instead (never a wrong answer).
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write as _;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Float64Type, Int32Type};
+use memmap2::Mmap;
+pub use roaring::RoaringBitmap;
+
+use crate::error::{Error, Result};
+use crate::schema::col;
+use crate::segment::TraceId;
+
+const MAGIC: &[u8; 8] = b"TLIDX001";
+const END: &[u8; 8] = b"TLIDXEND";
+/// Version of the sidecar format this build writes and reads.
+pub const INDEX_VERSION: u32 = 1;
+
+/// Indexed columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Column {
+    /// key = annotation key, value = [`AnnValue::encode`].
+    Annotation = 1,
+    /// key = annotation key, value empty: the row has the key.
+    AnnotationKey = 2,
+    Name = 3,
+    Origin = 4,
+    /// value = the status as decimal text.
+    HttpStatus = 5,
+    User = 6,
+    Error = 7,
+    Fault = 8,
+    Throttle = 9,
+}
+
+impl Column {
+    fn from_u8(v: u8) -> Option<Column> {
+        Some(match v {
+            1 => Column::Annotation,
+            2 => Column::AnnotationKey,
+            3 => Column::Name,
+            4 => Column::Origin,
+            5 => Column::HttpStatus,
+            6 => Column::User,
+            7 => Column::Error,
+            8 => Column::Fault,
+            9 => Column::Throttle,
+            _ => return None,
+        })
+    }
+}
+
+/// An annotation value as index terms encode it: a type tag, then bytes whose order is the
+/// value order (numbers: IEEE bits with the sign flipped, big-endian).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnnValue<'a> {
+    Str(&'a str),
+    Num(f64),
+    Bool(bool),
+}
+
+impl AnnValue<'_> {
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            AnnValue::Str(s) => {
+                let mut v = Vec::with_capacity(1 + s.len());
+                v.push(b's');
+                v.extend_from_slice(s.as_bytes());
+                v
+            }
+            AnnValue::Num(n) => {
+                let mut v = Vec::with_capacity(9);
+                v.push(b'n');
+                v.extend_from_slice(&order_f64(*n).to_be_bytes());
+                v
+            }
+            AnnValue::Bool(b) => vec![b'b', u8::from(*b)],
+        }
+    }
+}
+
+/// Maps an f64 to a u64 with the same order (NaN last; -0.0 and 0.0 equal).
+pub fn order_f64(n: f64) -> u64 {
+    let n = if n == 0.0 { 0.0 } else { n };
+    let bits = n.to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    }
+}
+
+/// Builds the sidecar of a sorted data file's rows.
+pub fn build(sorted: &RecordBatch) -> Result<Vec<u8>> {
+    let bad = |what: &str| Error::Corrupt {
+        what: format!("cannot index: {what}"),
+    };
+    let traces = sorted
+        .column_by_name(col::TRACE_ID)
+        .and_then(|c| c.as_fixed_size_binary_opt())
+        .ok_or_else(|| bad("trace_id"))?;
+    let n = sorted.num_rows();
+    let mut terms: BTreeMap<(u8, Vec<u8>, Vec<u8>), RoaringBitmap> = BTreeMap::new();
+    let mut add = |c: Column, key: &[u8], value: &[u8], row: usize| {
+        terms
+            .entry((c as u8, key.to_vec(), value.to_vec()))
+            .or_default()
+            .insert(row as u32);
+    };
+    let text = |name: &str| {
+        sorted
+            .column_by_name(name)
+            .and_then(|c| c.as_string_opt::<i32>())
+    };
+    for (c, name) in [
+        (Column::Name, col::NAME),
+        (Column::Origin, col::ORIGIN),
+        (Column::User, col::USER),
+    ] {
+        if let Some(a) = text(name) {
+            for r in 0..n {
+                if !a.is_null(r) {
+                    add(c, b"", a.value(r).as_bytes(), r);
+                }
+            }
+        }
+    }
+    if let Some(a) = sorted
+        .column_by_name(col::HTTP_STATUS)
+        .and_then(|c| c.as_primitive_opt::<Int32Type>())
+    {
+        for r in 0..n {
+            if !a.is_null(r) {
+                add(
+                    Column::HttpStatus,
+                    b"",
+                    a.value(r).to_string().as_bytes(),
+                    r,
+                );
+            }
+        }
+    }
+    for (c, name) in [
+        (Column::Error, col::ERROR),
+        (Column::Fault, col::FAULT),
+        (Column::Throttle, col::THROTTLE),
+    ] {
+        if let Some(a) = sorted.column_by_name(name).and_then(|c| c.as_boolean_opt()) {
+            for r in 0..n {
+                if !a.is_null(r) && a.value(r) {
+                    add(c, b"", b"", r);
+                }
+            }
+        }
+    }
+    if let Some(list) = sorted
+        .column_by_name(col::ANNOTATIONS)
+        .and_then(|c| c.as_list_opt::<i32>())
+    {
+        let entries = list.values().as_struct();
+        let (Some(keys), Some(strs), Some(nums), Some(bools)) = (
+            entries.column(0).as_string_opt::<i32>(),
+            entries.column(1).as_string_opt::<i32>(),
+            entries.column(2).as_primitive_opt::<Float64Type>(),
+            entries.column(3).as_boolean_opt(),
+        ) else {
+            return Err(bad("annotation entries"));
+        };
+        let offsets = list.value_offsets();
+        for r in 0..n {
+            if list.is_null(r) {
+                continue;
+            }
+            for j in offsets[r] as usize..offsets[r + 1] as usize {
+                let key = keys.value(j).as_bytes();
+                add(Column::AnnotationKey, key, b"", r);
+                let v = if !strs.is_null(j) {
+                    AnnValue::Str(strs.value(j))
+                } else if !nums.is_null(j) {
+                    AnnValue::Num(nums.value(j))
+                } else if !bools.is_null(j) {
+                    AnnValue::Bool(bools.value(j))
+                } else {
+                    continue;
+                };
+                add(Column::Annotation, key, &v.encode(), r);
+            }
+        }
+    }
+
+    let mut out = Vec::new();
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&INDEX_VERSION.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&(n as u64).to_le_bytes());
+    // trace directory
+    let mut runs: Vec<([u8; 16], u32, u32)> = Vec::new();
+    for r in 0..n {
+        let t = traces.value(r);
+        match runs.last_mut() {
+            Some(last) if last.0 == t => last.2 += 1,
+            _ => {
+                let mut id = [0u8; 16];
+                id.copy_from_slice(t);
+                if runs.last().is_some_and(|l| l.0 > id) {
+                    return Err(bad("rows are not sorted by trace id"));
+                }
+                runs.push((id, r as u32, 1));
+            }
+        }
+    }
+    out.extend_from_slice(&(runs.len() as u32).to_le_bytes());
+    for (id, first, count) in &runs {
+        out.extend_from_slice(id);
+        out.extend_from_slice(&first.to_le_bytes());
+        out.extend_from_slice(&count.to_le_bytes());
+    }
+    // term table, then bitmaps; offsets are absolute, so the table size comes first
+    type TermKey = (u8, Vec<u8>, Vec<u8>);
+    let mut entries: Vec<(&TermKey, Vec<u8>)> = Vec::with_capacity(terms.len());
+    for (term, bm) in &terms {
+        if term.1.len() > u16::MAX as usize || term.2.len() > u16::MAX as usize {
+            continue; // longer than any document allows; such rows are found by scanning
+        }
+        let mut blob = Vec::with_capacity(bm.serialized_size());
+        bm.serialize_into(&mut blob)
+            .map_err(|e| bad(&e.to_string()))?;
+        entries.push((term, blob));
+    }
+    let table_bytes: usize = entries
+        .iter()
+        .map(|((_, k, v), _)| 17 + k.len() + v.len())
+        .sum();
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    let mut offset = (out.len() + table_bytes) as u64;
+    for ((c, key, value), blob) in &entries {
+        out.push(*c);
+        out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+        out.extend_from_slice(key);
+        out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+        out.extend_from_slice(value);
+        out.extend_from_slice(&offset.to_le_bytes());
+        out.extend_from_slice(&(blob.len() as u32).to_le_bytes());
+        offset += blob.len() as u64;
+    }
+    for (_, blob) in &entries {
+        out.extend_from_slice(blob);
+    }
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(END);
+    Ok(out)
+}
+
+/// The sidecar path of a data file.
+pub fn sidecar_path(data_file: &Path) -> PathBuf {
+    let name = data_file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // `_` prefix: Hive dataset readers (pyarrow, Spark) skip it
+    data_file.with_file_name(format!("_{name}.idx"))
+}
+
+/// Writes a sidecar durably (the caller syncs the directory).
+pub fn write(data_file: &Path, bytes: &[u8]) -> Result<()> {
+    let path = sidecar_path(data_file);
+    let mut f = File::create(&path).map_err(Error::io(&path))?;
+    f.write_all(bytes).map_err(Error::io(&path))?;
+    f.sync_all().map_err(Error::io(&path))?;
+    Ok(())
+}
+
+/// One term of the table.
+#[derive(Debug, Clone)]
+struct Term {
+    column: u8,
+    key: (usize, usize),
+    value: (usize, usize),
+    offset: usize,
+    len: usize,
+}
+
+/// An open sidecar (memory-mapped).
+#[derive(Debug)]
+pub struct Index {
+    map: Mmap,
+    rows: u64,
+    traces_at: usize,
+    traces: usize,
+    terms: Vec<Term>,
+}
+
+fn read_u32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+fn read_u16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+fn read_u64(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+impl Index {
+    /// Opens and checks the sidecar of `data_file`, which must hold `rows` rows.
+    pub fn open(data_file: &Path, rows: u64) -> Result<Index> {
+        let path = sidecar_path(data_file);
+        let f = File::open(&path).map_err(Error::io(&path))?;
+        // SAFETY: sidecars are written once, fsync'd before the manifest names their data
+        // file, and never modified afterwards; the map is only read.
+        #[allow(unsafe_code)]
+        let map = unsafe { Mmap::map(&f) }.map_err(Error::io(&path))?;
+        let corrupt = |what: &str| Error::Corrupt {
+            what: format!("{}: {what}", path.display()),
+        };
+        let b: &[u8] = &map;
+        if b.len() < 40 || &b[..8] != MAGIC || &b[b.len() - 8..] != END {
+            return Err(corrupt("not an index sidecar"));
+        }
+        let version = read_u32(b, 8).ok_or_else(|| corrupt("short"))?;
+        if version > INDEX_VERSION {
+            return Err(Error::UnsupportedFormatVersion {
+                path: path.clone(),
+                found: version,
+                supported: INDEX_VERSION,
+            });
+        }
+        let body = b.len() - 12;
+        let crc = read_u32(b, body).ok_or_else(|| corrupt("short"))?;
+        if crc32fast::hash(&b[..body]) != crc {
+            return Err(corrupt("checksum mismatch"));
+        }
+        let file_rows = read_u64(b, 16).ok_or_else(|| corrupt("short"))?;
+        if file_rows != rows {
+            return Err(corrupt(&format!(
+                "indexes {file_rows} rows, the data file has {rows}"
+            )));
+        }
+        let traces = read_u32(b, 24).ok_or_else(|| corrupt("short"))? as usize;
+        let traces_at = 28;
+        let mut at = traces_at + traces * 24;
+        let n_terms = read_u32(b, at).ok_or_else(|| corrupt("short"))? as usize;
+        at += 4;
+        let mut terms = Vec::with_capacity(n_terms.min(body / 17));
+        for _ in 0..n_terms {
+            let column = *b.get(at).ok_or_else(|| corrupt("short term table"))?;
+            let kl = read_u16(b, at + 1).ok_or_else(|| corrupt("short term table"))? as usize;
+            let key = (at + 3, at + 3 + kl);
+            let vl = read_u16(b, key.1).ok_or_else(|| corrupt("short term table"))? as usize;
+            let value = (key.1 + 2, key.1 + 2 + vl);
+            let offset = read_u64(b, value.1).ok_or_else(|| corrupt("short term table"))? as usize;
+            let len = read_u32(b, value.1 + 8).ok_or_else(|| corrupt("short term table"))? as usize;
+            if offset.checked_add(len).is_none_or(|e| e > body) {
+                return Err(corrupt("bitmap out of bounds"));
+            }
+            terms.push(Term {
+                column,
+                key,
+                value,
+                offset,
+                len,
+            });
+            at = value.1 + 12;
+        }
+        if at > body {
+            return Err(corrupt("term table out of bounds"));
+        }
+        Ok(Index {
+            map,
+            rows,
+            traces_at,
+            traces,
+            terms,
+        })
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    fn trace(&self, i: usize) -> ([u8; 16], u32, u32) {
+        let at = self.traces_at + i * 24;
+        let b: &[u8] = &self.map;
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&b[at..at + 16]);
+        let first = read_u32(b, at + 16).unwrap_or(0);
+        let count = read_u32(b, at + 20).unwrap_or(0);
+        (id, first, count)
+    }
+
+    /// Number of distinct traces in the file.
+    pub fn trace_count(&self) -> usize {
+        self.traces
+    }
+
+    /// The row range of a trace in the file, if it has rows there.
+    pub fn trace_rows(&self, id: &TraceId) -> Option<std::ops::Range<u32>> {
+        let (mut lo, mut hi) = (0, self.traces);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let (t, first, count) = self.trace(mid);
+            match t.cmp(id.as_bytes()) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(first..first + count),
+            }
+        }
+        None
+    }
+
+    /// The trace a row belongs to.
+    pub fn trace_of_row(&self, row: u32) -> Option<TraceId> {
+        let (mut lo, mut hi) = (0, self.traces);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let (t, first, count) = self.trace(mid);
+            if row < first {
+                hi = mid;
+            } else if row >= first + count {
+                lo = mid + 1;
+            } else {
+                return Some(TraceId(t));
+            }
+        }
+        None
+    }
+
+    /// Every trace of the file.
+    pub fn traces(&self) -> impl Iterator<Item = TraceId> + '_ {
+        (0..self.traces).map(|i| TraceId(self.trace(i).0))
+    }
+
+    fn term_key(&self, t: &Term) -> (u8, &[u8], &[u8]) {
+        let b: &[u8] = &self.map;
+        (t.column, &b[t.key.0..t.key.1], &b[t.value.0..t.value.1])
+    }
+
+    fn bitmap(&self, t: &Term) -> Result<RoaringBitmap> {
+        let b: &[u8] = &self.map;
+        RoaringBitmap::deserialize_from(&b[t.offset..t.offset + t.len]).map_err(|e| {
+            Error::Corrupt {
+                what: format!("index bitmap: {e}"),
+            }
+        })
+    }
+
+    /// Rows whose term (column, key) has a value in `range` (byte order of encoded values).
+    pub fn probe_range(
+        &self,
+        column: Column,
+        key: &[u8],
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+    ) -> Result<RoaringBitmap> {
+        let c = column as u8;
+        let start = self.terms.partition_point(|t| {
+            let (tc, tk, tv) = self.term_key(t);
+            (tc, tk) < (c, key)
+                || ((tc, tk) == (c, key)
+                    && match from {
+                        Bound::Included(f) => tv < f,
+                        Bound::Excluded(f) => tv <= f,
+                        Bound::Unbounded => false,
+                    })
+        });
+        let mut out = RoaringBitmap::new();
+        for t in &self.terms[start..] {
+            let (tc, tk, tv) = self.term_key(t);
+            if (tc, tk) != (c, key) {
+                break;
+            }
+            let inside = match to {
+                Bound::Included(x) => tv <= x,
+                Bound::Excluded(x) => tv < x,
+                Bound::Unbounded => true,
+            };
+            if !inside {
+                break;
+            }
+            out |= self.bitmap(t)?;
+        }
+        Ok(out)
+    }
+
+    /// Rows with exactly the term (column, key, value).
+    pub fn probe(&self, column: Column, key: &[u8], value: &[u8]) -> Result<RoaringBitmap> {
+        self.probe_range(column, key, Bound::Included(value), Bound::Included(value))
+    }
+
+    /// Checks every term's bitmap decodes (tests and `fsck`-like tools).
+    pub fn verify(&self) -> Result<()> {
+        for t in &self.terms {
+            if Column::from_u8(t.column).is_none() {
+                return Err(Error::Corrupt {
+                    what: format!("index column {}", t.column),
+                });
+            }
+            self.bitmap(t)?;
+        }
+        Ok(())
+    }
+}
+
+/// Removes a data file's sidecar (compaction and retention).
+pub fn remove(data_file: &Path) -> Result<()> {
+    let path = sidecar_path(data_file);
+    match fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::Io { path, source: e }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flatten::SpanBuilder;
+    use crate::segment::{Limits, parse};
+
+    fn batch(docs: &[String]) -> RecordBatch {
+        let mut b = SpanBuilder::new();
+        for (i, d) in docs.iter().enumerate() {
+            let doc = parse(d.as_bytes(), &Limits::default()).unwrap();
+            b.append_document(&doc, i as u64 + 1, &mut |_, _, _| true);
+        }
+        crate::datafile::sort_rows(&b.finish().unwrap()).unwrap()
+    }
+
+    fn doc(trace: u32, id: u32, extra: &str) -> String {
+        format!(
+            r#"{{"trace_id":"1-5f5e1000-{trace:024x}","id":"{id:016x}","name":"svc{}","start_time":1600000000,"end_time":1600000001{extra}}}"#,
+            trace % 3
+        )
+    }
+
+    fn open(docs: &[String]) -> (tempfile::TempDir, Index, RecordBatch) {
+        let b = batch(docs);
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("part.parquet");
+        write(&data, &build(&b).unwrap()).unwrap();
+        let i = Index::open(&data, b.num_rows() as u64).unwrap();
+        (dir, i, b)
+    }
+
+    fn rows(bm: RoaringBitmap) -> Vec<u32> {
+        bm.iter().collect()
+    }
+
+    #[test]
+    fn terms_ranges_and_traces() {
+        let docs = vec![
+            doc(
+                1,
+                1,
+                r#","annotations":{"tenant":"acme","n":5},"fault":true"#,
+            ),
+            doc(
+                2,
+                2,
+                r#","annotations":{"tenant":"globex","n":-1.5},"http":{"response":{"status":500}}"#,
+            ),
+            doc(3, 3, r#","annotations":{"n":12,"flag":true},"user":"bob""#),
+            doc(
+                2,
+                4,
+                r#","parent_id":"0000000000000002","origin":"AWS::EC2::Instance""#,
+            ),
+        ];
+        let (_d, i, b) = open(&docs);
+        i.verify().unwrap();
+        assert_eq!(i.trace_count(), 3);
+        let t2 = TraceId::parse("1-5f5e1000-000000000000000000000002").unwrap();
+        assert_eq!(i.trace_rows(&t2).map(|r| r.len()), Some(2));
+        assert!(
+            i.trace_rows(&TraceId::parse("1-5f5e1000-000000000000000000000009").unwrap())
+                .is_none()
+        );
+        // rows are sorted by trace: trace 1 is row 0, trace 2 rows 1-2, trace 3 row 3
+        let acme = AnnValue::Str("acme").encode();
+        assert_eq!(
+            rows(i.probe(Column::Annotation, b"tenant", &acme).unwrap()),
+            vec![0]
+        );
+        assert_eq!(
+            rows(i.probe(Column::AnnotationKey, b"tenant", b"").unwrap()),
+            vec![0, 1]
+        );
+        assert_eq!(rows(i.probe(Column::Fault, b"", b"").unwrap()), vec![0]);
+        assert_eq!(
+            rows(i.probe(Column::HttpStatus, b"", b"500").unwrap()),
+            vec![1]
+        );
+        assert_eq!(rows(i.probe(Column::User, b"", b"bob").unwrap()), vec![3]);
+        assert_eq!(
+            rows(i.probe(Column::Origin, b"", b"AWS::EC2::Instance").unwrap()),
+            vec![2]
+        );
+        let five = AnnValue::Num(5.0).encode();
+        // n > 5 -> 12 only; n >= 5 -> 5 and 12; n < 5 -> -1.5
+        let gt = i
+            .probe_range(
+                Column::Annotation,
+                b"n",
+                Bound::Excluded(&five),
+                Bound::Excluded(b"o"),
+            )
+            .unwrap();
+        assert_eq!(rows(gt), vec![3]);
+        let ge = i
+            .probe_range(
+                Column::Annotation,
+                b"n",
+                Bound::Included(&five),
+                Bound::Excluded(b"o"),
+            )
+            .unwrap();
+        assert_eq!(rows(ge), vec![0, 3]);
+        let lt = i
+            .probe_range(
+                Column::Annotation,
+                b"n",
+                Bound::Included(b"n"),
+                Bound::Excluded(&five),
+            )
+            .unwrap();
+        assert_eq!(rows(lt), vec![1]);
+        assert_eq!(i.trace_of_row(2), Some(t2));
+        assert_eq!(i.rows(), b.num_rows() as u64);
+    }
+
+    #[test]
+    fn number_encoding_keeps_order() {
+        let xs = [
+            f64::NEG_INFINITY,
+            -1e300,
+            -2.5,
+            -0.0,
+            0.0,
+            1e-300,
+            3.0,
+            1e300,
+            f64::INFINITY,
+        ];
+        for w in xs.windows(2) {
+            assert!(order_f64(w[0]) <= order_f64(w[1]), "{} {}", w[0], w[1]);
+        }
+        assert_eq!(order_f64(-0.0), order_f64(0.0));
+    }
+
+    #[test]
+    fn damaged_sidecars_are_refused() {
+        let docs = vec![doc(1, 1, r#","annotations":{"tenant":"acme"}"#)];
+        let b = batch(&docs);
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("part.parquet");
+        let bytes = build(&b).unwrap();
+        let n = b.num_rows() as u64;
+        // missing
+        assert!(Index::open(&data, n).is_err());
+        // every single flipped byte is detected
+        for at in (0..bytes.len()).step_by(7) {
+            let mut bad = bytes.clone();
+            bad[at] ^= 0x40;
+            write(&data, &bad).unwrap();
+            assert!(Index::open(&data, n).is_err(), "flip at {at}");
+        }
+        // truncated
+        write(&data, &bytes[..bytes.len() / 2]).unwrap();
+        assert!(Index::open(&data, n).is_err());
+        // wrong row count (a sidecar of another file)
+        write(&data, &bytes).unwrap();
+        assert!(Index::open(&data, n + 1).is_err());
+        assert!(Index::open(&data, n).is_ok());
+        // a newer version
+        let mut newer = bytes.clone();
+        newer[8..12].copy_from_slice(&(INDEX_VERSION + 1).to_le_bytes());
+        write(&data, &newer).unwrap();
+        assert!(matches!(
+            Index::open(&data, n),
+            Err(Error::UnsupportedFormatVersion { .. })
+        ));
+    }
+}
