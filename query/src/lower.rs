@@ -143,11 +143,11 @@ pub(crate) enum Probe {
         key: Vec<u8>,
         value: Vec<u8>,
     },
-    Range {
-        column: IndexColumn,
+    /// Numeric annotation `key` between the bounds.
+    Numbers {
         key: Vec<u8>,
-        from: Bound<Vec<u8>>,
-        to: Bound<Vec<u8>>,
+        from: Bound<f64>,
+        to: Bound<f64>,
     },
 }
 
@@ -363,45 +363,33 @@ fn str_probe(kw: StrKw, op: StrOp, v: &str) -> Option<Probe> {
     (op == StrOp::Eq).then(|| Probe::term(column, b"", v.as_bytes()))
 }
 
-/// Annotation tests as probes: presence, equality, and ranges of numbers or strings.
+/// Annotation tests as probes: presence, equality, and ranges of numbers.
 fn annotation_probe(key: &str, test: &AnnotationTest) -> Option<Probe> {
     let k = key.as_bytes();
-    let range = |tag: u8, op: CmpOp, enc: Vec<u8>| -> Option<Probe> {
-        let low = Bound::Included(vec![tag]);
-        let high = Bound::Excluded(vec![tag + 1]);
-        let (from, to) = match op {
-            CmpOp::Eq => return Some(Probe::term(IndexColumn::Annotation, k, &enc)),
-            CmpOp::Ne => return None,
-            CmpOp::Lt => (low, Bound::Excluded(enc)),
-            CmpOp::Le => (low, Bound::Included(enc)),
-            CmpOp::Gt => (Bound::Excluded(enc), high),
-            CmpOp::Ge => (Bound::Included(enc), high),
-        };
-        Some(Probe::Range {
-            column: IndexColumn::Annotation,
-            key: k.to_vec(),
-            from,
-            to,
-        })
-    };
+    let term = |v: AnnValue<'_>| Some(Probe::term(IndexColumn::Annotation, k, &v.encode()));
     match test {
         AnnotationTest::Present => Some(Probe::term(IndexColumn::AnnotationKey, k, b"")),
         AnnotationTest::Num(op, bits) => {
-            range(b'n', *op, AnnValue::Num(f64::from_bits(*bits)).encode())
+            let v = f64::from_bits(*bits);
+            let (from, to) = match op {
+                CmpOp::Eq => (Bound::Included(v), Bound::Included(v)),
+                CmpOp::Ne => return None,
+                CmpOp::Lt => (Bound::Unbounded, Bound::Excluded(v)),
+                CmpOp::Le => (Bound::Unbounded, Bound::Included(v)),
+                CmpOp::Gt => (Bound::Excluded(v), Bound::Unbounded),
+                CmpOp::Ge => (Bound::Included(v), Bound::Unbounded),
+            };
+            Some(Probe::Numbers {
+                key: k.to_vec(),
+                from,
+                to,
+            })
         }
-        AnnotationTest::Str(op, v) => range(b's', *op, AnnValue::Str(v).encode()),
-        AnnotationTest::Bool(CmpOp::Eq, b) => Some(Probe::term(
-            IndexColumn::Annotation,
-            k,
-            &AnnValue::Bool(*b).encode(),
-        )),
-        AnnotationTest::Bool(..) => None,
-        AnnotationTest::StrOp(StrOp::Eq, v) => Some(Probe::term(
-            IndexColumn::Annotation,
-            k,
-            &AnnValue::Str(v).encode(),
-        )),
-        AnnotationTest::StrOp(..) => None,
+        AnnotationTest::Str(CmpOp::Eq, v) | AnnotationTest::StrOp(StrOp::Eq, v) => {
+            term(AnnValue::Str(v))
+        }
+        AnnotationTest::Bool(CmpOp::Eq, b) => term(AnnValue::Bool(*b)),
+        AnnotationTest::Str(..) | AnnotationTest::StrOp(..) | AnnotationTest::Bool(..) => None,
     }
 }
 

@@ -6,7 +6,6 @@
 //! so a bad sidecar costs speed, never a result.
 
 use std::collections::{HashMap, HashSet};
-use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -92,12 +91,7 @@ fn traces_of_rows(index: &Index, rows: &RoaringBitmap, out: &mut HashSet<TraceId
 fn probe(index: &Index, p: &Probe) -> Option<RoaringBitmap> {
     let r = match p {
         Probe::Term { column, key, value } => index.probe(*column, key, value),
-        Probe::Range {
-            column,
-            key,
-            from,
-            to,
-        } => index.probe_range(*column, key, as_ref(from), as_ref(to)),
+        Probe::Numbers { key, from, to } => Ok(index.probe_numbers(key, *from, *to)),
     };
     match r {
         Ok(b) => Some(b),
@@ -105,14 +99,6 @@ fn probe(index: &Index, p: &Probe) -> Option<RoaringBitmap> {
             tracing::warn!(error = %e, "index probe failed; scanning");
             None
         }
-    }
-}
-
-fn as_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
-    match b {
-        Bound::Included(v) => Bound::Included(v),
-        Bound::Excluded(v) => Bound::Excluded(v),
-        Bound::Unbounded => Bound::Unbounded,
     }
 }
 

@@ -1,23 +1,30 @@
-//! Bitmap index sidecars: one per data file, written beside it at flush.
+//! Index sidecars: one per data file, written beside it at flush.
 //!
 //! A sidecar answers two questions without reading the Parquet file:
 //! - **where is a trace?** A sorted trace directory gives each trace's contiguous row
 //!   range (files are sorted by trace id);
-//! - **which rows have a term?** A sorted term table maps (column, key, value) to a roaring
-//!   bitmap of row ordinals: annotation key=value and key presence, `name`, `origin`,
-//!   `http_status`, `user`, and the error/fault/throttle flags. Numbers are encoded so that
-//!   byte order is numeric order, so a range of annotation values is a range of terms.
+//! - **which rows have a value?** For `name`, `origin`, `http_status`, `user`, annotation
+//!   keys and string/boolean annotation values, a (column, key, value) term with at least
+//!   [`SMALL`] rows has a roaring bitmap of row ordinals; rarer values go to a sorted list of
+//!   (hash of the value, row) per (column, key), 12 bytes per row, so high-cardinality
+//!   values (order ids) stay cheap. Numeric annotations are a sorted list of (value, row)
+//!   per key: equality and ranges are binary searches. The error/fault/throttle flags are
+//!   bitmaps.
+//!
+//! Probes may return more rows than match (hash collisions), never fewer: the query
+//! evaluates the filter on what they find.
 //!
 //! Layout (little-endian):
 //! ```text
 //! "TLIDX001"  u32 version  u32 reserved  u64 rows
 //! u32 traces   traces x (16-byte trace id, u32 first row, u32 row count)
 //! u32 terms    terms  x (u8 column, u16 key len, key, u16 value len, value, u64 offset, u32 len)
-//! bitmaps (roaring portable format)
+//! u32 lists    lists  x (u8 kind, u8 column, u16 key len, key, u64 offset, u32 count)
+//! bitmaps (roaring portable format) and lists (count x (u64 value, u32 row))
 //! u32 crc32 of everything above   "TLIDXEND"
 //! ```
-//! A sidecar that is missing, damaged or of a newer version is reported as an error by
-//! [`Index::open`]; readers then scan the data file instead (never a wrong answer).
+//! A sidecar that is missing, damaged or of another version is refused by [`Index::open`];
+//! readers then scan the data file instead (never a wrong answer).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -36,14 +43,20 @@ use crate::segment::TraceId;
 
 const MAGIC: &[u8; 8] = b"TLIDX001";
 const END: &[u8; 8] = b"TLIDXEND";
-/// Version of the sidecar format this build writes and reads.
-pub const INDEX_VERSION: u32 = 1;
+/// Version of the sidecar layout this build writes and reads (others are scanned around).
+pub const INDEX_VERSION: u32 = 2;
+/// Terms with fewer rows than this go to the hashed lists instead of a bitmap.
+pub const SMALL: u64 = 4;
+
+const LIST_HASHED: u8 = 1;
+const LIST_NUMBERS: u8 = 2;
 
 /// Indexed columns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]
 pub enum Column {
-    /// key = annotation key, value = [`AnnValue::encode`].
+    /// key = annotation key, value = [`AnnValue::encode`] (strings and booleans; numbers
+    /// are in the numeric lists).
     Annotation = 1,
     /// key = annotation key, value empty: the row has the key.
     AnnotationKey = 2,
@@ -74,12 +87,11 @@ impl Column {
     }
 }
 
-/// An annotation value as index terms encode it: a type tag, then bytes whose order is the
-/// value order (numbers: IEEE bits with the sign flipped, big-endian).
+/// A string or boolean annotation value as index terms encode it (a type tag, then the
+/// bytes).
 #[derive(Debug, Clone, PartialEq)]
 pub enum AnnValue<'a> {
     Str(&'a str),
-    Num(f64),
     Bool(bool),
 }
 
@@ -90,12 +102,6 @@ impl AnnValue<'_> {
                 let mut v = Vec::with_capacity(1 + s.len());
                 v.push(b's');
                 v.extend_from_slice(s.as_bytes());
-                v
-            }
-            AnnValue::Num(n) => {
-                let mut v = Vec::with_capacity(9);
-                v.push(b'n');
-                v.extend_from_slice(&order_f64(*n).to_be_bytes());
                 v
             }
             AnnValue::Bool(b) => vec![b'b', u8::from(*b)],
@@ -114,6 +120,19 @@ pub fn order_f64(n: f64) -> u64 {
     }
 }
 
+/// The hash of a value in the hashed lists (FNV-1a, 64 bits: stable across builds).
+pub fn value_hash(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+type TermKey = (u8, Vec<u8>, Vec<u8>);
+type ListKey = (u8, u8, Vec<u8>);
+
 /// Builds the sidecar of a sorted data file's rows.
 pub fn build(sorted: &RecordBatch) -> Result<Vec<u8>> {
     let bad = |what: &str| Error::Corrupt {
@@ -124,7 +143,8 @@ pub fn build(sorted: &RecordBatch) -> Result<Vec<u8>> {
         .and_then(|c| c.as_fixed_size_binary_opt())
         .ok_or_else(|| bad("trace_id"))?;
     let n = sorted.num_rows();
-    let mut terms: BTreeMap<(u8, Vec<u8>, Vec<u8>), RoaringBitmap> = BTreeMap::new();
+    let mut terms: BTreeMap<TermKey, RoaringBitmap> = BTreeMap::new();
+    let mut numbers: BTreeMap<Vec<u8>, Vec<(u64, u32)>> = BTreeMap::new();
     let mut add = |c: Column, key: &[u8], value: &[u8], row: usize| {
         terms
             .entry((c as u8, key.to_vec(), value.to_vec()))
@@ -198,18 +218,50 @@ pub fn build(sorted: &RecordBatch) -> Result<Vec<u8>> {
             for j in offsets[r] as usize..offsets[r + 1] as usize {
                 let key = keys.value(j).as_bytes();
                 add(Column::AnnotationKey, key, b"", r);
-                let v = if !strs.is_null(j) {
-                    AnnValue::Str(strs.value(j))
+                if !strs.is_null(j) {
+                    add(
+                        Column::Annotation,
+                        key,
+                        &AnnValue::Str(strs.value(j)).encode(),
+                        r,
+                    );
                 } else if !nums.is_null(j) {
-                    AnnValue::Num(nums.value(j))
+                    numbers
+                        .entry(key.to_vec())
+                        .or_default()
+                        .push((order_f64(nums.value(j)), r as u32));
                 } else if !bools.is_null(j) {
-                    AnnValue::Bool(bools.value(j))
-                } else {
-                    continue;
-                };
-                add(Column::Annotation, key, &v.encode(), r);
+                    add(
+                        Column::Annotation,
+                        key,
+                        &AnnValue::Bool(bools.value(j)).encode(),
+                        r,
+                    );
+                }
             }
         }
+    }
+
+    // rare values leave the term table for the hashed lists
+    let mut lists: BTreeMap<ListKey, Vec<(u64, u32)>> = BTreeMap::new();
+    terms.retain(|(c, key, value), bm| {
+        let flag = matches!(
+            Column::from_u8(*c),
+            Some(Column::Error | Column::Fault | Column::Throttle)
+        );
+        if flag || bm.len() >= SMALL {
+            return true;
+        }
+        let h = value_hash(value);
+        let list = lists.entry((LIST_HASHED, *c, key.clone())).or_default();
+        list.extend(bm.iter().map(|r| (h, r)));
+        false
+    });
+    for (key, values) in numbers {
+        lists.insert((LIST_NUMBERS, Column::Annotation as u8, key), values);
+    }
+    for l in lists.values_mut() {
+        l.sort_unstable();
     }
 
     let mut out = Vec::new();
@@ -239,25 +291,28 @@ pub fn build(sorted: &RecordBatch) -> Result<Vec<u8>> {
         out.extend_from_slice(&first.to_le_bytes());
         out.extend_from_slice(&count.to_le_bytes());
     }
-    // term table, then bitmaps; offsets are absolute, so the table size comes first
-    type TermKey = (u8, Vec<u8>, Vec<u8>);
-    let mut entries: Vec<(&TermKey, Vec<u8>)> = Vec::with_capacity(terms.len());
+    // both tables first (their sizes fix the absolute offsets), then the data
+    let fits = |k: &[u8]| k.len() <= u16::MAX as usize;
+    let mut blobs: Vec<(&TermKey, Vec<u8>)> = Vec::with_capacity(terms.len());
     for (term, bm) in &terms {
-        if term.1.len() > u16::MAX as usize || term.2.len() > u16::MAX as usize {
-            continue; // longer than any document allows; such rows are found by scanning
+        if !fits(&term.1) || !fits(&term.2) {
+            continue; // longer than any document allows
         }
         let mut blob = Vec::with_capacity(bm.serialized_size());
         bm.serialize_into(&mut blob)
             .map_err(|e| bad(&e.to_string()))?;
-        entries.push((term, blob));
+        blobs.push((term, blob));
     }
-    let table_bytes: usize = entries
+    let lists: Vec<(&ListKey, &Vec<(u64, u32)>)> =
+        lists.iter().filter(|((_, _, k), _)| fits(k)).collect();
+    let terms_bytes: usize = blobs
         .iter()
         .map(|((_, k, v), _)| 17 + k.len() + v.len())
         .sum();
-    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
-    let mut offset = (out.len() + table_bytes) as u64;
-    for ((c, key, value), blob) in &entries {
+    let lists_bytes: usize = lists.iter().map(|((_, _, k), _)| 16 + k.len()).sum();
+    let mut offset = (out.len() + 4 + terms_bytes + 4 + lists_bytes) as u64;
+    out.extend_from_slice(&(blobs.len() as u32).to_le_bytes());
+    for ((c, key, value), blob) in &blobs {
         out.push(*c);
         out.extend_from_slice(&(key.len() as u16).to_le_bytes());
         out.extend_from_slice(key);
@@ -267,8 +322,24 @@ pub fn build(sorted: &RecordBatch) -> Result<Vec<u8>> {
         out.extend_from_slice(&(blob.len() as u32).to_le_bytes());
         offset += blob.len() as u64;
     }
-    for (_, blob) in &entries {
+    out.extend_from_slice(&(lists.len() as u32).to_le_bytes());
+    for ((kind, c, key), entries) in &lists {
+        out.push(*kind);
+        out.push(*c);
+        out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+        out.extend_from_slice(key);
+        out.extend_from_slice(&offset.to_le_bytes());
+        out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+        offset += entries.len() as u64 * 12;
+    }
+    for (_, blob) in &blobs {
         out.extend_from_slice(blob);
+    }
+    for (_, entries) in &lists {
+        for (v, r) in entries.iter() {
+            out.extend_from_slice(&v.to_le_bytes());
+            out.extend_from_slice(&r.to_le_bytes());
+        }
     }
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
@@ -295,7 +366,7 @@ pub fn write(data_file: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// One term of the table.
+/// One entry of the term table.
 #[derive(Debug, Clone)]
 struct Term {
     column: u8,
@@ -303,6 +374,16 @@ struct Term {
     value: (usize, usize),
     offset: usize,
     len: usize,
+}
+
+/// One entry of the list table.
+#[derive(Debug, Clone)]
+struct List {
+    kind: u8,
+    column: u8,
+    key: (usize, usize),
+    offset: usize,
+    count: usize,
 }
 
 /// An open sidecar (memory-mapped).
@@ -313,6 +394,7 @@ pub struct Index {
     traces_at: usize,
     traces: usize,
     terms: Vec<Term>,
+    lists: Vec<List>,
 }
 
 fn read_u32(b: &[u8], at: usize) -> Option<u32> {
@@ -338,11 +420,11 @@ impl Index {
             what: format!("{}: {what}", path.display()),
         };
         let b: &[u8] = &map;
-        if b.len() < 40 || &b[..8] != MAGIC || &b[b.len() - 8..] != END {
+        if b.len() < 48 || &b[..8] != MAGIC || &b[b.len() - 8..] != END {
             return Err(corrupt("not an index sidecar"));
         }
         let version = read_u32(b, 8).ok_or_else(|| corrupt("short"))?;
-        if version > INDEX_VERSION {
+        if version != INDEX_VERSION {
             return Err(Error::UnsupportedFormatVersion {
                 path: path.clone(),
                 found: version,
@@ -360,20 +442,23 @@ impl Index {
                 "indexes {file_rows} rows, the data file has {rows}"
             )));
         }
-        let traces = read_u32(b, 24).ok_or_else(|| corrupt("short"))? as usize;
-        let traces_at = 28;
-        let mut at = traces_at + traces * 24;
-        let n_terms = read_u32(b, at).ok_or_else(|| corrupt("short"))? as usize;
+        let short = || corrupt("short table");
+        let traces = read_u32(b, 24).ok_or_else(short)? as usize;
+        let traces_at: usize = 28;
+        let mut at = traces_at
+            .checked_add(traces.checked_mul(24).ok_or_else(short)?)
+            .ok_or_else(short)?;
+        let n_terms = read_u32(b, at).ok_or_else(short)? as usize;
         at += 4;
         let mut terms = Vec::with_capacity(n_terms.min(body / 17));
         for _ in 0..n_terms {
-            let column = *b.get(at).ok_or_else(|| corrupt("short term table"))?;
-            let kl = read_u16(b, at + 1).ok_or_else(|| corrupt("short term table"))? as usize;
+            let column = *b.get(at).ok_or_else(short)?;
+            let kl = read_u16(b, at + 1).ok_or_else(short)? as usize;
             let key = (at + 3, at + 3 + kl);
-            let vl = read_u16(b, key.1).ok_or_else(|| corrupt("short term table"))? as usize;
+            let vl = read_u16(b, key.1).ok_or_else(short)? as usize;
             let value = (key.1 + 2, key.1 + 2 + vl);
-            let offset = read_u64(b, value.1).ok_or_else(|| corrupt("short term table"))? as usize;
-            let len = read_u32(b, value.1 + 8).ok_or_else(|| corrupt("short term table"))? as usize;
+            let offset = read_u64(b, value.1).ok_or_else(short)? as usize;
+            let len = read_u32(b, value.1 + 8).ok_or_else(short)? as usize;
             if offset.checked_add(len).is_none_or(|e| e > body) {
                 return Err(corrupt("bitmap out of bounds"));
             }
@@ -386,8 +471,34 @@ impl Index {
             });
             at = value.1 + 12;
         }
+        let n_lists = read_u32(b, at).ok_or_else(short)? as usize;
+        at += 4;
+        let mut lists = Vec::with_capacity(n_lists.min(body / 16));
+        for _ in 0..n_lists {
+            let kind = *b.get(at).ok_or_else(short)?;
+            let column = *b.get(at + 1).ok_or_else(short)?;
+            let kl = read_u16(b, at + 2).ok_or_else(short)? as usize;
+            let key = (at + 4, at + 4 + kl);
+            let offset = read_u64(b, key.1).ok_or_else(short)? as usize;
+            let count = read_u32(b, key.1 + 8).ok_or_else(short)? as usize;
+            if count
+                .checked_mul(12)
+                .and_then(|n| offset.checked_add(n))
+                .is_none_or(|e| e > body)
+            {
+                return Err(corrupt("list out of bounds"));
+            }
+            lists.push(List {
+                kind,
+                column,
+                key,
+                offset,
+                count,
+            });
+            at = key.1 + 12;
+        }
         if at > body {
-            return Err(corrupt("term table out of bounds"));
+            return Err(corrupt("tables out of bounds"));
         }
         Ok(Index {
             map,
@@ -395,6 +506,7 @@ impl Index {
             traces_at,
             traces,
             terms,
+            lists,
         })
     }
 
@@ -454,64 +566,103 @@ impl Index {
         (0..self.traces).map(|i| TraceId(self.trace(i).0))
     }
 
-    fn term_key(&self, t: &Term) -> (u8, &[u8], &[u8]) {
-        let b: &[u8] = &self.map;
-        (t.column, &b[t.key.0..t.key.1], &b[t.value.0..t.value.1])
+    fn bytes(&self, r: (usize, usize)) -> &[u8] {
+        &self.map[r.0..r.1]
     }
 
     fn bitmap(&self, t: &Term) -> Result<RoaringBitmap> {
-        let b: &[u8] = &self.map;
-        RoaringBitmap::deserialize_from(&b[t.offset..t.offset + t.len]).map_err(|e| {
+        RoaringBitmap::deserialize_from(&self.map[t.offset..t.offset + t.len]).map_err(|e| {
             Error::Corrupt {
                 what: format!("index bitmap: {e}"),
             }
         })
     }
 
-    /// Rows whose term (column, key) has a value in `range` (byte order of encoded values).
-    pub fn probe_range(
-        &self,
-        column: Column,
-        key: &[u8],
-        from: Bound<&[u8]>,
-        to: Bound<&[u8]>,
-    ) -> Result<RoaringBitmap> {
+    fn list(&self, kind: u8, column: Column, key: &[u8]) -> Option<&List> {
         let c = column as u8;
-        let start = self.terms.partition_point(|t| {
-            let (tc, tk, tv) = self.term_key(t);
-            (tc, tk) < (c, key)
-                || ((tc, tk) == (c, key)
-                    && match from {
-                        Bound::Included(f) => tv < f,
-                        Bound::Excluded(f) => tv <= f,
-                        Bound::Unbounded => false,
-                    })
+        let i = self
+            .lists
+            .partition_point(|l| (l.kind, l.column, self.bytes(l.key)) < (kind, c, key));
+        self.lists
+            .get(i)
+            .filter(|l| (l.kind, l.column, self.bytes(l.key)) == (kind, c, key))
+    }
+
+    fn entry(&self, l: &List, i: usize) -> (u64, u32) {
+        let at = l.offset + i * 12;
+        (
+            read_u64(&self.map, at).unwrap_or(0),
+            read_u32(&self.map, at + 8).unwrap_or(0),
+        )
+    }
+
+    /// Rows of a list whose value lies in `[lo, hi]`.
+    fn list_rows(&self, l: &List, lo: u64, hi: u64, out: &mut RoaringBitmap) {
+        let (mut a, mut b) = (0, l.count);
+        while a < b {
+            let mid = (a + b) / 2;
+            if self.entry(l, mid).0 < lo {
+                a = mid + 1;
+            } else {
+                b = mid;
+            }
+        }
+        for i in a..l.count {
+            let (v, r) = self.entry(l, i);
+            if v > hi {
+                break;
+            }
+            out.insert(r);
+        }
+    }
+
+    /// Rows with the value `value` of (column, key): its bitmap and its hashed entries.
+    pub fn probe(&self, column: Column, key: &[u8], value: &[u8]) -> Result<RoaringBitmap> {
+        let c = column as u8;
+        let i = self.terms.partition_point(|t| {
+            (t.column, self.bytes(t.key), self.bytes(t.value)) < (c, key, value)
         });
-        let mut out = RoaringBitmap::new();
-        for t in &self.terms[start..] {
-            let (tc, tk, tv) = self.term_key(t);
-            if (tc, tk) != (c, key) {
-                break;
+        let mut out = match self.terms.get(i) {
+            Some(t) if (t.column, self.bytes(t.key), self.bytes(t.value)) == (c, key, value) => {
+                self.bitmap(t)?
             }
-            let inside = match to {
-                Bound::Included(x) => tv <= x,
-                Bound::Excluded(x) => tv < x,
-                Bound::Unbounded => true,
-            };
-            if !inside {
-                break;
-            }
-            out |= self.bitmap(t)?;
+            _ => RoaringBitmap::new(),
+        };
+        if let Some(l) = self.list(LIST_HASHED, column, key) {
+            let h = value_hash(value);
+            self.list_rows(l, h, h, &mut out);
         }
         Ok(out)
     }
 
-    /// Rows with exactly the term (column, key, value).
-    pub fn probe(&self, column: Column, key: &[u8], value: &[u8]) -> Result<RoaringBitmap> {
-        self.probe_range(column, key, Bound::Included(value), Bound::Included(value))
+    /// Rows whose numeric annotation `key` lies between the bounds.
+    pub fn probe_numbers(&self, key: &[u8], from: Bound<f64>, to: Bound<f64>) -> RoaringBitmap {
+        let mut out = RoaringBitmap::new();
+        let lo = match from {
+            Bound::Included(x) => order_f64(x),
+            Bound::Excluded(x) => match order_f64(x).checked_add(1) {
+                Some(v) => v,
+                None => return out,
+            },
+            Bound::Unbounded => 0,
+        };
+        let hi = match to {
+            Bound::Included(x) => order_f64(x),
+            Bound::Excluded(x) => match order_f64(x).checked_sub(1) {
+                Some(v) => v,
+                None => return out,
+            },
+            Bound::Unbounded => u64::MAX,
+        };
+        if lo <= hi
+            && let Some(l) = self.list(LIST_NUMBERS, Column::Annotation, key)
+        {
+            self.list_rows(l, lo, hi, &mut out);
+        }
+        out
     }
 
-    /// Checks every term's bitmap decodes (tests and `fsck`-like tools).
+    /// Checks every bitmap decodes and every column is known (tests and tools).
     pub fn verify(&self) -> Result<()> {
         for t in &self.terms {
             if Column::from_u8(t.column).is_none() {
@@ -619,37 +770,56 @@ mod tests {
             rows(i.probe(Column::Origin, b"", b"AWS::EC2::Instance").unwrap()),
             vec![2]
         );
-        let five = AnnValue::Num(5.0).encode();
-        // n > 5 -> 12 only; n >= 5 -> 5 and 12; n < 5 -> -1.5
-        let gt = i
-            .probe_range(
-                Column::Annotation,
-                b"n",
-                Bound::Excluded(&five),
-                Bound::Excluded(b"o"),
-            )
-            .unwrap();
-        assert_eq!(rows(gt), vec![3]);
-        let ge = i
-            .probe_range(
-                Column::Annotation,
-                b"n",
-                Bound::Included(&five),
-                Bound::Excluded(b"o"),
-            )
-            .unwrap();
-        assert_eq!(rows(ge), vec![0, 3]);
-        let lt = i
-            .probe_range(
-                Column::Annotation,
-                b"n",
-                Bound::Included(b"n"),
-                Bound::Excluded(&five),
-            )
-            .unwrap();
-        assert_eq!(rows(lt), vec![1]);
+        // n > 5 -> 12 only; n >= 5 -> 5 and 12; n < 5 -> -1.5; n = 12
+        let n = |from, to| rows(i.probe_numbers(b"n", from, to));
+        assert_eq!(n(Bound::Excluded(5.0), Bound::Unbounded), vec![3]);
+        assert_eq!(n(Bound::Included(5.0), Bound::Unbounded), vec![0, 3]);
+        assert_eq!(n(Bound::Unbounded, Bound::Excluded(5.0)), vec![1]);
+        assert_eq!(n(Bound::Included(12.0), Bound::Included(12.0)), vec![3]);
+        assert!(n(Bound::Included(6.0), Bound::Included(7.0)).is_empty());
+        assert!(rows(i.probe_numbers(b"missing", Bound::Unbounded, Bound::Unbounded)).is_empty());
         assert_eq!(i.trace_of_row(2), Some(t2));
         assert_eq!(i.rows(), b.num_rows() as u64);
+    }
+
+    #[test]
+    fn common_values_get_bitmaps_and_rare_ones_hashed_lists() {
+        let docs: Vec<String> = (0..40)
+            .map(|t| {
+                doc(
+                    t,
+                    t + 1,
+                    &format!(r#","annotations":{{"tenant":"acme","order":"o-{t}"}}"#),
+                )
+            })
+            .collect();
+        let (_d, i, _) = open(&docs);
+        let acme = AnnValue::Str("acme").encode();
+        assert_eq!(
+            i.probe(Column::Annotation, b"tenant", &acme).unwrap().len(),
+            40
+        );
+        for t in [0u32, 17, 39] {
+            let v = AnnValue::Str(&format!("o-{t}")).encode();
+            let got = rows(i.probe(Column::Annotation, b"order", &v).unwrap());
+            assert_eq!(got.len(), 1, "o-{t}");
+            let id = TraceId::parse(&format!("1-5f5e1000-{t:024x}")).unwrap();
+            assert_eq!(i.trace_of_row(got[0]), Some(id));
+        }
+        let none = AnnValue::Str("o-99").encode();
+        assert!(
+            i.probe(Column::Annotation, b"order", &none)
+                .unwrap()
+                .is_empty()
+        );
+        // only the common term has a bitmap
+        assert_eq!(
+            i.terms
+                .iter()
+                .filter(|t| t.column == Column::Annotation as u8)
+                .count(),
+            1
+        );
     }
 
     #[test]
@@ -698,6 +868,13 @@ mod tests {
         // a newer version
         let mut newer = bytes.clone();
         newer[8..12].copy_from_slice(&(INDEX_VERSION + 1).to_le_bytes());
+        write(&data, &newer).unwrap();
+        assert!(matches!(
+            Index::open(&data, n),
+            Err(Error::UnsupportedFormatVersion { .. })
+        ));
+        // and an older one (the first development layout)
+        newer[8..12].copy_from_slice(&1u32.to_le_bytes());
         write(&data, &newer).unwrap();
         assert!(matches!(
             Index::open(&data, n),
