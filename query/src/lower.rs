@@ -427,15 +427,19 @@ pub(crate) fn candidates(p: &Program, probes: &[Option<Probe>]) -> Candidates {
         }
         // the root's value is some row's value
         Program::Any(l) | Program::Root(l) => leaf(*l),
-        Program::Service { seg, inf, .. } => {
+        Program::Service { seg, inf, body } => {
             let (a, b) = (select(*seg), select(*inf));
-            if a == Candidates::All || b == Candidates::All {
+            let node = if a == Candidates::All || b == Candidates::All {
                 Candidates::All
             } else {
                 Candidates::Or(vec![a, b])
-            }
+            };
+            both(node, body.as_ref().map(|b| row_candidates(b, probes)))
         }
-        Program::Edge { from, .. } => select(*from),
+        Program::Edge { from, body, .. } => both(
+            select(*from),
+            body.as_ref().map(|b| row_candidates(b, probes)),
+        ),
         Program::RootCause { kind, .. } => match kind {
             RootCauseKind::Fault => Candidates::Probe(Probe::flag(IndexColumn::Fault)),
             RootCauseKind::Error => Candidates::Probe(Probe::flag(IndexColumn::Error)),
@@ -444,6 +448,60 @@ pub(crate) fn candidates(p: &Program, probes: &[Option<Probe>]) -> Candidates {
         Program::Not(_) | Program::Inferred | Program::Duration(..) | Program::RootCauseJson(_) => {
             Candidates::All
         }
+    }
+}
+
+/// Both restrictions (a trace must pass each).
+fn both(a: Candidates, b: Option<Candidates>) -> Candidates {
+    match (a, b) {
+        (a, None | Some(Candidates::All)) => a,
+        (Candidates::All, Some(b)) => b,
+        (a, Some(b)) => Candidates::And(vec![a, b]),
+    }
+}
+
+/// The traces a body inside braces can hold on: the row it holds on is in the trace.
+fn row_candidates(p: &RowProgram, probes: &[Option<Probe>]) -> Candidates {
+    let select = |s: Select| match s {
+        Select::Leaf(l) => match probes.get(l) {
+            Some(Some(p)) => Candidates::Probe(p.clone()),
+            _ => Candidates::All,
+        },
+        Select::All => Candidates::All,
+        Select::Never => Candidates::Or(Vec::new()),
+    };
+    match p {
+        RowProgram::Leaf { seg, inf } => {
+            let (a, b) = (select(*seg), select(*inf));
+            if a == b {
+                a
+            } else if a == Candidates::All || b == Candidates::All {
+                Candidates::All
+            } else {
+                Candidates::Or(vec![a, b])
+            }
+        }
+        RowProgram::And(v) => {
+            let parts: Vec<Candidates> = v
+                .iter()
+                .map(|x| row_candidates(x, probes))
+                .filter(|c| *c != Candidates::All)
+                .collect();
+            if parts.is_empty() {
+                Candidates::All
+            } else {
+                Candidates::And(parts)
+            }
+        }
+        RowProgram::Or(v) => {
+            let parts: Vec<Candidates> = v.iter().map(|x| row_candidates(x, probes)).collect();
+            if parts.contains(&Candidates::All) {
+                Candidates::All
+            } else {
+                Candidates::Or(parts)
+            }
+        }
+        RowProgram::Not(_) | RowProgram::IsRoot | RowProgram::IsInferred => Candidates::All,
     }
 }
 
@@ -704,7 +762,11 @@ impl Lowerer<'_> {
     }
 
     fn both(&mut self, e: Expr) -> RowProgram {
-        let l = Select::Leaf(self.leaf(e));
+        self.both_probed(e, None)
+    }
+
+    fn both_probed(&mut self, e: Expr, probe: Option<Probe>) -> RowProgram {
+        let l = Select::Leaf(self.probed(e, probe));
         RowProgram::Leaf { seg: l, inf: l }
     }
 
@@ -713,9 +775,15 @@ impl Lowerer<'_> {
             Pred::Bool { kw, value } => {
                 let prog = match kw {
                     BoolKw::Ok => self.both(ok_expr()),
-                    BoolKw::Error => self.both(col(c::ERROR)),
-                    BoolKw::Fault => self.both(col(c::FAULT)),
-                    BoolKw::Throttle => self.both(col(c::THROTTLE)),
+                    BoolKw::Error => {
+                        self.both_probed(col(c::ERROR), Some(Probe::flag(IndexColumn::Error)))
+                    }
+                    BoolKw::Fault => {
+                        self.both_probed(col(c::FAULT), Some(Probe::flag(IndexColumn::Fault)))
+                    }
+                    BoolKw::Throttle => {
+                        self.both_probed(col(c::THROTTLE), Some(Probe::flag(IndexColumn::Throttle)))
+                    }
                     BoolKw::Partial => self.both(col(c::IN_PROGRESS)),
                     BoolKw::Inferred => RowProgram::IsInferred,
                     BoolKw::Root => RowProgram::IsRoot,
@@ -734,14 +802,17 @@ impl Lowerer<'_> {
             }
             Pred::Num { kw, op, value } => match kw {
                 NumKw::ResponseTime | NumKw::Duration => self.both(elapsed_cmp(*op, *value)),
-                NumKw::HttpStatus => self.both(num_cmp(
-                    datafusion::logical_expr::cast(
-                        col(c::HTTP_STATUS),
-                        arrow::datatypes::DataType::Float64,
+                NumKw::HttpStatus => self.both_probed(
+                    num_cmp(
+                        datafusion::logical_expr::cast(
+                            col(c::HTTP_STATUS),
+                            arrow::datatypes::DataType::Float64,
+                        ),
+                        *op,
+                        lit(*value),
                     ),
-                    *op,
-                    lit(*value),
-                )),
+                    status_probe(*op, *value),
+                ),
                 NumKw::Index | NumKw::Coverage => {
                     return Err(invalid(format!(
                         "`{}` is only valid inside rootcause braces",
@@ -749,8 +820,10 @@ impl Lowerer<'_> {
                     )));
                 }
             },
-            Pred::Str { kw, op, value } => self.row_str(*kw, |e| str_cmp(e, *op, value))?,
-            Pred::StrSet { kw } => self.row_str(*kw, |e| e.is_not_null())?,
+            Pred::Str { kw, op, value } => {
+                self.row_str(*kw, str_probe(*kw, *op, value), |e| str_cmp(e, *op, value))?
+            }
+            Pred::StrSet { kw } => self.row_str(*kw, None, |e| e.is_not_null())?,
             _ => {
                 return Err(invalid(
                     "annotations, groups, service, edge and rootcause are not valid inside service or edge braces",
@@ -759,10 +832,15 @@ impl Lowerer<'_> {
         })
     }
 
-    fn row_str(&mut self, kw: StrKw, f: impl Fn(Expr) -> Expr) -> Result<RowProgram> {
+    fn row_str(
+        &mut self,
+        kw: StrKw,
+        probe: Option<Probe>,
+        f: impl Fn(Expr) -> Expr,
+    ) -> Result<RowProgram> {
         let column = str_column(kw)
             .ok_or_else(|| invalid("`message` is only valid inside rootcause braces"))?;
-        let seg = Select::Leaf(self.leaf(f(col(column))));
+        let seg = Select::Leaf(self.probed(f(col(column)), probe));
         let inf = if kw == StrKw::Type {
             Select::Leaf(self.leaf(f(col(crate::trace::field::INFERRED_TYPE))))
         } else {

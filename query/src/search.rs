@@ -188,6 +188,10 @@ fn index_candidates(
     let Some(set) = prune::candidate_traces(&snap, &table.indexes, &cands) else {
         return Ok(None);
     };
+    // Limiting the scan pays only when it skips most traces.
+    if set.len().saturating_mul(3) > all.len() {
+        return Ok(None);
+    }
     let mut set: Vec<TraceId> = set
         .into_iter()
         .filter(|t| in_range_by_id(t, range))
