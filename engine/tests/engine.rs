@@ -2,22 +2,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
+mod common;
+use common::shared;
 
 use serde_json::Value;
 use tracelake::{Engine, EngineOptions, ErrorKind, RejectCode};
-
-fn shared() -> PathBuf {
-    // `shared/` sits beside the checkout; TRACELAKE_SHARED overrides.
-    if let Some(p) = std::env::var_os("TRACELAKE_SHARED") {
-        return PathBuf::from(p);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|a| a.join("shared"))
-        .find(|s| s.join("fixtures").is_dir())
-        .expect("the team's shared/ directory beside the checkout (or set TRACELAKE_SHARED)")
-}
 
 fn corpus() -> Vec<u8> {
     std::fs::read(shared().join("fixtures/sdk-python/datagrams.jsonl")).unwrap()

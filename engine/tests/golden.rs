@@ -25,6 +25,8 @@
 // `UPDATE_GOLDEN=1 cargo test -p tracelake --test golden` rewrites the `ids:` lines with the
 // engine's answers (comments, groups and order are kept); review the diff before committing.
 
+mod common;
+use common::shared;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -36,18 +38,6 @@ const MIN_CASES: usize = 150;
 
 fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
-}
-
-fn shared() -> PathBuf {
-    // `shared/` sits beside the checkout; TRACELAKE_SHARED overrides.
-    if let Some(p) = std::env::var_os("TRACELAKE_SHARED") {
-        return PathBuf::from(p);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|a| a.join("shared"))
-        .find(|s| s.join("fixtures").is_dir())
-        .expect("the team's shared/ directory beside the checkout (or set TRACELAKE_SHARED)")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,27 +2,12 @@
 //! Trace summaries and trace retrieval over the real SDK corpus, checked against values
 //! this test computes on its own from the documents.
 
+mod common;
+use common::shared;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
 
 use serde_json::Value;
 use tracelake::{Engine, EngineOptions, TraceQuery};
-
-fn shared() -> PathBuf {
-    if let Ok(p) = std::env::var("TRACELAKE_SHARED") {
-        return PathBuf::from(p);
-    }
-    let mut d = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    loop {
-        if d.join("shared/fixtures").is_dir() {
-            return d.join("shared");
-        }
-        assert!(
-            d.pop(),
-            "no shared/fixtures above the crate; set TRACELAKE_SHARED"
-        );
-    }
-}
 
 /// The corpus documents (each line is a JSON string: header line, newline, document).
 fn corpus() -> (Vec<u8>, Vec<Value>) {

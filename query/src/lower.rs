@@ -405,26 +405,8 @@ pub(crate) fn candidates(p: &Program, probes: &[Option<Probe>]) -> Candidates {
         Select::Never => Candidates::Or(Vec::new()),
     };
     match p {
-        Program::And(v) => {
-            let parts: Vec<Candidates> = v
-                .iter()
-                .map(|x| candidates(x, probes))
-                .filter(|c| *c != Candidates::All)
-                .collect();
-            if parts.is_empty() {
-                Candidates::All
-            } else {
-                Candidates::And(parts)
-            }
-        }
-        Program::Or(v) => {
-            let parts: Vec<Candidates> = v.iter().map(|x| candidates(x, probes)).collect();
-            if parts.contains(&Candidates::All) {
-                Candidates::All
-            } else {
-                Candidates::Or(parts)
-            }
-        }
+        Program::And(v) => all_of(v.iter().map(|x| candidates(x, probes))),
+        Program::Or(v) => any_of(v.iter().map(|x| candidates(x, probes))),
         // the root's value is some row's value
         Program::Any(l) | Program::Root(l) => leaf(*l),
         Program::Service { seg, inf, body } => {
@@ -448,6 +430,26 @@ pub(crate) fn candidates(p: &Program, probes: &[Option<Probe>]) -> Candidates {
         Program::Not(_) | Program::Inferred | Program::Duration(..) | Program::RootCauseJson(_) => {
             Candidates::All
         }
+    }
+}
+
+/// Traces every part allows (parts without a restriction drop out).
+fn all_of(parts: impl Iterator<Item = Candidates>) -> Candidates {
+    let parts: Vec<Candidates> = parts.filter(|c| *c != Candidates::All).collect();
+    if parts.is_empty() {
+        Candidates::All
+    } else {
+        Candidates::And(parts)
+    }
+}
+
+/// Traces some part allows (no restriction if one part has none).
+fn any_of(parts: impl Iterator<Item = Candidates>) -> Candidates {
+    let parts: Vec<Candidates> = parts.collect();
+    if parts.contains(&Candidates::All) {
+        Candidates::All
+    } else {
+        Candidates::Or(parts)
     }
 }
 
@@ -481,26 +483,8 @@ fn row_candidates(p: &RowProgram, probes: &[Option<Probe>]) -> Candidates {
                 Candidates::Or(vec![a, b])
             }
         }
-        RowProgram::And(v) => {
-            let parts: Vec<Candidates> = v
-                .iter()
-                .map(|x| row_candidates(x, probes))
-                .filter(|c| *c != Candidates::All)
-                .collect();
-            if parts.is_empty() {
-                Candidates::All
-            } else {
-                Candidates::And(parts)
-            }
-        }
-        RowProgram::Or(v) => {
-            let parts: Vec<Candidates> = v.iter().map(|x| row_candidates(x, probes)).collect();
-            if parts.contains(&Candidates::All) {
-                Candidates::All
-            } else {
-                Candidates::Or(parts)
-            }
-        }
+        RowProgram::And(v) => all_of(v.iter().map(|x| row_candidates(x, probes))),
+        RowProgram::Or(v) => any_of(v.iter().map(|x| row_candidates(x, probes))),
         RowProgram::Not(_) | RowProgram::IsRoot | RowProgram::IsInferred => Candidates::All,
     }
 }
