@@ -21,6 +21,7 @@ use datafusion::common::{DFSchema, Result as DfResult};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::object_store::ObjectStoreUrl;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::parquet::{ParquetAccessPlan, RowGroupAccess};
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
@@ -64,6 +65,8 @@ pub struct SpansTable {
     use_indexes: bool,
     /// Row groups planned for reading and skipped, since the table was made.
     counters: ScanCounters,
+    /// Row-group sizes by file id (files never change).
+    row_groups: Mutex<HashMap<u64, Arc<Vec<usize>>>>,
 }
 
 /// How much of the data files scans planned to read (cumulative).
@@ -102,7 +105,27 @@ impl SpansTable {
             indexes: IndexCache::default(),
             use_indexes: true,
             counters: ScanCounters::default(),
+            row_groups: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Row-group sizes of a data file, read once.
+    fn row_group_sizes(
+        &self,
+        root: &std::path::Path,
+        f: &tracelake_storage::manifest::FileMeta,
+    ) -> tracelake_storage::Result<Arc<Vec<usize>>> {
+        let lock = || {
+            self.row_groups
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(g) = lock().get(&f.id) {
+            return Ok(Arc::clone(g));
+        }
+        let g = Arc::new(datafile::row_group_sizes(root, f)?);
+        lock().insert(f.id, Arc::clone(&g));
+        Ok(g)
     }
 
     /// Row groups scans planned to read and to skip, since the table was made.
@@ -291,6 +314,10 @@ impl SpansTable {
         if self.use_indexes {
             let live: std::collections::HashSet<u64> = snap.files.iter().map(|f| f.id).collect();
             self.indexes.retain(&live);
+            self.row_groups
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .retain(|id, _| live.contains(id));
         }
         let mut resolutions: HashMap<PartitionKey, (FileKeep, Vec<RecordBatch>)> = HashMap::new();
         for p in snap.partitions_to_resolve() {
@@ -324,7 +351,7 @@ impl SpansTable {
                         self.counters.add(0, all_groups);
                         continue; // nothing of this file is wanted
                     }
-                    let groups = datafile::row_group_sizes(&snap.root, f).map_err(storage_err)?;
+                    let groups = self.row_group_sizes(&snap.root, f).map_err(storage_err)?;
                     let (plan, read) = access_plan(&keep, &groups);
                     self.counters.add(read, groups.len() - read);
                     pf = pf.with_extension(plan);
@@ -341,8 +368,16 @@ impl SpansTable {
                 .chunks(per.max(1))
                 .map(|c| FileGroup::new(c.to_vec()))
                 .collect();
-            let mut source =
-                ParquetSource::new(Arc::clone(&self.schema)).with_enable_page_index(true);
+            // footers and page indexes are cached across queries (files never change)
+            let runtime = state.runtime_env();
+            let store = runtime.object_store(ObjectStoreUrl::local_filesystem())?;
+            let reader = CachedParquetFileReaderFactory::new(
+                store,
+                runtime.cache_manager.get_file_metadata_cache(),
+            );
+            let mut source = ParquetSource::new(Arc::clone(&self.schema))
+                .with_enable_page_index(true)
+                .with_parquet_file_reader_factory(Arc::new(reader));
             if let Some(pred) = conjunction(filters.iter().cloned()) {
                 let df_schema = DFSchema::try_from(Arc::clone(&self.schema))?;
                 let physical = state.create_physical_expr(pred, &df_schema)?;
