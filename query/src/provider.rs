@@ -295,7 +295,8 @@ impl TableProvider for SpansTable {
         } else {
             None
         };
-        self.scan_traces(state, projection, filters, limit, traces.as_deref())
+        let snap = self.source.snapshot().map_err(storage_err)?;
+        self.scan_traces(state, projection, filters, limit, traces.as_deref(), snap)
     }
 }
 
@@ -309,8 +310,8 @@ impl SpansTable {
         filters: &[Expr],
         limit: Option<usize>,
         traces: Option<&[TraceId]>,
+        snap: Snapshot,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let snap = self.source.snapshot().map_err(storage_err)?;
         if self.use_indexes {
             let live: std::collections::HashSet<u64> = snap.files.iter().map(|f| f.id).collect();
             self.indexes.retain(&live);
@@ -428,6 +429,9 @@ impl SpansTable {
 pub(crate) struct RestrictedSpans {
     pub(crate) table: Arc<SpansTable>,
     pub(crate) traces: Arc<Vec<TraceId>>,
+    /// The snapshot the candidates were computed on: the scan must read the same one,
+    /// or a row arriving in between could make a partial trace look complete.
+    pub(crate) snapshot: Snapshot,
 }
 
 #[async_trait]
@@ -454,7 +458,13 @@ impl TableProvider for RestrictedSpans {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        self.table
-            .scan_traces(state, projection, filters, limit, Some(&self.traces))
+        self.table.scan_traces(
+            state,
+            projection,
+            filters,
+            limit,
+            Some(&self.traces),
+            self.snapshot.clone(),
+        )
     }
 }

@@ -37,6 +37,12 @@ impl IndexCache {
             Ok(i) => Some(Arc::new(i)),
             Err(e) => {
                 tracing::warn!(file = %f.path, error = %e, "index sidecar unusable; scanning the file");
+                // a passing I/O problem is tried again next time; a bad sidecar is not
+                if matches!(&e, tracelake_storage::Error::Io { source, .. }
+                    if source.kind() != std::io::ErrorKind::NotFound)
+                {
+                    return None;
+                }
                 None
             }
         };

@@ -22,8 +22,8 @@ use datafusion::execution::context::SessionContext;
 use datafusion::functions::core::expr_fn::named_struct;
 use datafusion::functions_aggregate::expr_fn::{array_agg, bool_or, max, min};
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, ScalarUDF, cast, col, lit};
-use tracelake_storage::TraceId;
 use tracelake_storage::schema::{col as c, kind};
+use tracelake_storage::{Snapshot, TraceId};
 
 use crate::error::Result;
 use crate::lower::{Candidates, candidates};
@@ -145,7 +145,6 @@ fn trace_id_bound(epoch: i64) -> Expr {
     lit(ScalarValue::FixedSizeBinary(16, Some(b.to_vec())))
 }
 
-/// Evaluates `filter` on every trace of `table` (in `range`, when given).
 /// What a search found.
 #[derive(Debug, Clone, Default)]
 pub struct Found {
@@ -167,13 +166,15 @@ pub fn in_range_by_id(t: &TraceId, range: Option<TimeRange>) -> bool {
     }
 }
 
-/// Candidate traces from the index sidecars, when the filter has probes and every
-/// sidecar is usable: `(candidates in range, every trace)`.
+/// Candidate traces from the index sidecars, when the filter has probes, every sidecar
+/// is usable and the candidates are few enough to pay: `(candidates in range, every
+/// trace, the snapshot they were computed on)`.
+#[allow(clippy::type_complexity)]
 fn index_candidates(
     table: &SpansTable,
     filter: &CompiledFilter,
     range: Option<TimeRange>,
-) -> Result<Option<(Vec<TraceId>, Vec<TraceId>)>> {
+) -> Result<Option<(Vec<TraceId>, Vec<TraceId>, Snapshot)>> {
     if !table.uses_indexes() || range.is_some_and(|r| r.kind != RangeType::TraceId) {
         return Ok(None);
     }
@@ -188,16 +189,17 @@ fn index_candidates(
     let Some(set) = prune::candidate_traces(&snap, &table.indexes, &cands) else {
         return Ok(None);
     };
-    // Limiting the scan pays only when it skips most traces.
-    if set.len().saturating_mul(3) > all.len() {
-        return Ok(None);
-    }
     let mut set: Vec<TraceId> = set
         .into_iter()
         .filter(|t| in_range_by_id(t, range))
         .collect();
+    // Limiting the scan pays only when it skips most of the traces in range.
+    let in_range = all.iter().filter(|t| in_range_by_id(t, range)).count();
+    if set.len().saturating_mul(3) > in_range {
+        return Ok(None);
+    }
     set.sort_unstable();
-    Ok(Some((set, all.into_iter().collect())))
+    Ok(Some((set, all.into_iter().collect(), snap)))
 }
 
 /// Evaluates `filter` on every trace of `table` (in `range`, when given), or only on the
@@ -210,16 +212,17 @@ pub async fn find(
 ) -> Result<Found> {
     let (source, universe): (Arc<dyn TableProvider>, _) =
         match index_candidates(table, filter, range)? {
-            Some((set, all)) if set.is_empty() => {
+            Some((set, all, _)) if set.is_empty() => {
                 return Ok(Found {
                     hits: Vec::new(),
                     universe: Some(all),
                 });
             }
-            Some((set, all)) => (
+            Some((set, all, snapshot)) => (
                 Arc::new(RestrictedSpans {
                     table: Arc::clone(table),
                     traces: Arc::new(set),
+                    snapshot,
                 }),
                 Some(all),
             ),

@@ -113,7 +113,11 @@ pub fn write(
     file.sync_all().map_err(Error::io(&path))?;
     // The index sidecar: synced before the directory, so the manifest never names a file
     // whose sidecar is torn (a damaged one is detected and scanned around anyway).
-    crate::index::write(&path, &crate::index::build(&sorted)?)?;
+    match crate::index::build(&sorted) {
+        Ok(bytes) => crate::index::write(&path, &bytes)?,
+        // without a sidecar the file is scanned: slower, never wrong
+        Err(e) => tracing::warn!(file = %path.display(), error = %e, "no index sidecar"),
+    }
     File::open(&dir)
         .and_then(|d| d.sync_all())
         .map_err(Error::io(&dir))?;

@@ -151,37 +151,38 @@ pub fn build(sorted: &RecordBatch) -> Result<Vec<u8>> {
             .or_default()
             .insert(row as u32);
     };
+    // A column the index cannot read fails the build (the file then has no sidecar and
+    // is scanned): an index silently missing a column would prune matching traces.
     let text = |name: &str| {
         sorted
             .column_by_name(name)
             .and_then(|c| c.as_string_opt::<i32>())
+            .ok_or_else(|| bad(name))
     };
     for (c, name) in [
         (Column::Name, col::NAME),
         (Column::Origin, col::ORIGIN),
         (Column::User, col::USER),
     ] {
-        if let Some(a) = text(name) {
-            for r in 0..n {
-                if !a.is_null(r) {
-                    add(c, b"", a.value(r).as_bytes(), r);
-                }
+        let a = text(name)?;
+        for r in 0..n {
+            if !a.is_null(r) {
+                add(c, b"", a.value(r).as_bytes(), r);
             }
         }
     }
-    if let Some(a) = sorted
+    let status = sorted
         .column_by_name(col::HTTP_STATUS)
         .and_then(|c| c.as_primitive_opt::<Int32Type>())
-    {
-        for r in 0..n {
-            if !a.is_null(r) {
-                add(
-                    Column::HttpStatus,
-                    b"",
-                    a.value(r).to_string().as_bytes(),
-                    r,
-                );
-            }
+        .ok_or_else(|| bad(col::HTTP_STATUS))?;
+    for r in 0..n {
+        if !status.is_null(r) {
+            add(
+                Column::HttpStatus,
+                b"",
+                status.value(r).to_string().as_bytes(),
+                r,
+            );
         }
     }
     for (c, name) in [
@@ -189,18 +190,21 @@ pub fn build(sorted: &RecordBatch) -> Result<Vec<u8>> {
         (Column::Fault, col::FAULT),
         (Column::Throttle, col::THROTTLE),
     ] {
-        if let Some(a) = sorted.column_by_name(name).and_then(|c| c.as_boolean_opt()) {
-            for r in 0..n {
-                if !a.is_null(r) && a.value(r) {
-                    add(c, b"", b"", r);
-                }
+        let a = sorted
+            .column_by_name(name)
+            .and_then(|c| c.as_boolean_opt())
+            .ok_or_else(|| bad(name))?;
+        for r in 0..n {
+            if !a.is_null(r) && a.value(r) {
+                add(c, b"", b"", r);
             }
         }
     }
-    if let Some(list) = sorted
-        .column_by_name(col::ANNOTATIONS)
-        .and_then(|c| c.as_list_opt::<i32>())
     {
+        let list = sorted
+            .column_by_name(col::ANNOTATIONS)
+            .and_then(|c| c.as_list_opt::<i32>())
+            .ok_or_else(|| bad(col::ANNOTATIONS))?;
         let entries = list.values().as_struct();
         let (Some(keys), Some(strs), Some(nums), Some(bools)) = (
             entries.column(0).as_string_opt::<i32>(),
@@ -249,7 +253,7 @@ pub fn build(sorted: &RecordBatch) -> Result<Vec<u8>> {
             Column::from_u8(*c),
             Some(Column::Error | Column::Fault | Column::Throttle)
         );
-        if flag || bm.len() >= SMALL {
+        if flag || (bm.len() >= SMALL && value.len() <= u16::MAX as usize) {
             return true;
         }
         let h = value_hash(value);
@@ -293,18 +297,17 @@ pub fn build(sorted: &RecordBatch) -> Result<Vec<u8>> {
     }
     // both tables first (their sizes fix the absolute offsets), then the data
     let fits = |k: &[u8]| k.len() <= u16::MAX as usize;
+    if terms.keys().any(|(_, k, _)| !fits(k)) || lists.keys().any(|(_, _, k)| !fits(k)) {
+        return Err(bad("an annotation key longer than 65,535 bytes"));
+    }
     let mut blobs: Vec<(&TermKey, Vec<u8>)> = Vec::with_capacity(terms.len());
     for (term, bm) in &terms {
-        if !fits(&term.1) || !fits(&term.2) {
-            continue; // longer than any document allows
-        }
         let mut blob = Vec::with_capacity(bm.serialized_size());
         bm.serialize_into(&mut blob)
             .map_err(|e| bad(&e.to_string()))?;
         blobs.push((term, blob));
     }
-    let lists: Vec<(&ListKey, &Vec<(u64, u32)>)> =
-        lists.iter().filter(|((_, _, k), _)| fits(k)).collect();
+    let lists: Vec<(&ListKey, &Vec<(u64, u32)>)> = lists.iter().collect();
     let terms_bytes: usize = blobs
         .iter()
         .map(|((_, k, v), _)| 17 + k.len() + v.len())
@@ -500,18 +503,60 @@ impl Index {
         if at > body {
             return Err(corrupt("tables out of bounds"));
         }
-        Ok(Index {
+        let index = Index {
             map,
             rows,
             traces_at,
             traces,
             terms,
             lists,
-        })
+        };
+        index.check_order().map_err(corrupt)?;
+        Ok(index)
     }
 
     pub fn rows(&self) -> u64 {
         self.rows
+    }
+
+    /// The binary searches rely on sorted tables and a contiguous trace directory: a
+    /// sidecar that breaks that (even with a valid checksum) is refused.
+    fn check_order(&self) -> std::result::Result<(), &'static str> {
+        let mut next_row: u64 = 0;
+        let mut last: Option<[u8; 16]> = None;
+        for i in 0..self.traces {
+            let (t, first, count) = self.trace(i);
+            if u64::from(first) != next_row || count == 0 || last.is_some_and(|l| l >= t) {
+                return Err("trace directory out of order");
+            }
+            next_row += u64::from(count);
+            last = Some(t);
+        }
+        if next_row != self.rows {
+            return Err("trace directory does not cover the rows");
+        }
+        let term_key = |t: &Term| (t.column, self.bytes(t.key), self.bytes(t.value));
+        if self
+            .terms
+            .windows(2)
+            .any(|w| term_key(&w[0]) >= term_key(&w[1]))
+        {
+            return Err("term table out of order");
+        }
+        let list_key = |l: &List| (l.kind, l.column, self.bytes(l.key));
+        if self
+            .lists
+            .windows(2)
+            .any(|w| list_key(&w[0]) >= list_key(&w[1]))
+        {
+            return Err("list table out of order");
+        }
+        for l in &self.lists {
+            if (1..l.count).any(|i| self.entry(l, i - 1) > self.entry(l, i)) {
+                return Err("list out of order");
+            }
+        }
+        Ok(())
     }
 
     fn trace(&self, i: usize) -> ([u8; 16], u32, u32) {
@@ -538,7 +583,7 @@ impl Index {
             match t.cmp(id.as_bytes()) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Some(first..first + count),
+                std::cmp::Ordering::Equal => return Some(first..first.saturating_add(count)),
             }
         }
         None
@@ -552,7 +597,7 @@ impl Index {
             let (t, first, count) = self.trace(mid);
             if row < first {
                 hi = mid;
-            } else if row >= first + count {
+            } else if row >= first.saturating_add(count) {
                 lo = mid + 1;
             } else {
                 return Some(TraceId(t));
@@ -873,6 +918,18 @@ mod tests {
             Index::open(&data, n),
             Err(Error::UnsupportedFormatVersion { .. })
         ));
+        // a checksum-valid sidecar whose trace directory is out of order
+        let two = vec![doc(1, 1, ""), doc(2, 2, "")];
+        let b2 = batch(&two);
+        let mut crafted = build(&b2).unwrap();
+        let first = 28; // the trace directory
+        let (a, b) = crafted[first..first + 48].split_at_mut(24);
+        a.swap_with_slice(b);
+        let body = crafted.len() - 12;
+        let crc = crc32fast::hash(&crafted[..body]);
+        crafted[body..body + 4].copy_from_slice(&crc.to_le_bytes());
+        write(&data, &crafted).unwrap();
+        assert!(Index::open(&data, b2.num_rows() as u64).is_err());
         // and an older one (the first development layout)
         newer[8..12].copy_from_slice(&1u32.to_le_bytes());
         write(&data, &newer).unwrap();
