@@ -26,7 +26,7 @@
 //! A sidecar that is missing, damaged or of another version is refused by [`Index::open`];
 //! readers then scan the data file instead (never a wrong answer).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::Write as _;
 use std::ops::Bound;
@@ -134,7 +134,7 @@ type TermKey = (u8, Vec<u8>, Vec<u8>);
 type ListKey = (u8, u8, Vec<u8>);
 
 /// Builds the sidecar of a sorted data file's rows.
-pub fn build(sorted: &RecordBatch) -> Result<Vec<u8>> {
+pub fn build<'b>(sorted: &'b RecordBatch) -> Result<Vec<u8>> {
     let bad = |what: &str| Error::Corrupt {
         what: format!("cannot index: {what}"),
     };
@@ -143,11 +143,15 @@ pub fn build(sorted: &RecordBatch) -> Result<Vec<u8>> {
         .and_then(|c| c.as_fixed_size_binary_opt())
         .ok_or_else(|| bad("trace_id"))?;
     let n = sorted.num_rows();
-    let mut terms: BTreeMap<TermKey, RoaringBitmap> = BTreeMap::new();
-    let mut numbers: BTreeMap<Vec<u8>, Vec<(u64, u32)>> = BTreeMap::new();
-    let mut add = |c: Column, key: &[u8], value: &[u8], row: usize| {
-        terms
-            .entry((c as u8, key.to_vec(), value.to_vec()))
+    // Terms are collected with keys borrowed from the batch (no allocation per row):
+    // (column, key, value tag, value); the tag is 0 or AnnValue's type byte.
+    type Found<'k> = HashMap<(u8, &'k [u8], u8, &'k [u8]), RoaringBitmap>;
+    let mut found: Found<'b> = HashMap::new();
+    let mut statuses: HashMap<i32, RoaringBitmap> = HashMap::new();
+    let mut numbers: HashMap<&[u8], Vec<(u64, u32)>> = HashMap::new();
+    let mut add = |c: Column, key: &'b [u8], tag: u8, value: &'b [u8], row: usize| {
+        found
+            .entry((c as u8, key, tag, value))
             .or_default()
             .insert(row as u32);
     };
@@ -167,7 +171,7 @@ pub fn build(sorted: &RecordBatch) -> Result<Vec<u8>> {
         let a = text(name)?;
         for r in 0..n {
             if !a.is_null(r) {
-                add(c, b"", a.value(r).as_bytes(), r);
+                add(c, b"", 0, a.value(r).as_bytes(), r);
             }
         }
     }
@@ -177,12 +181,10 @@ pub fn build(sorted: &RecordBatch) -> Result<Vec<u8>> {
         .ok_or_else(|| bad(col::HTTP_STATUS))?;
     for r in 0..n {
         if !status.is_null(r) {
-            add(
-                Column::HttpStatus,
-                b"",
-                status.value(r).to_string().as_bytes(),
-                r,
-            );
+            statuses
+                .entry(status.value(r))
+                .or_default()
+                .insert(r as u32);
         }
     }
     for (c, name) in [
@@ -196,7 +198,7 @@ pub fn build(sorted: &RecordBatch) -> Result<Vec<u8>> {
             .ok_or_else(|| bad(name))?;
         for r in 0..n {
             if !a.is_null(r) && a.value(r) {
-                add(c, b"", b"", r);
+                add(c, b"", 0, b"", r);
             }
         }
     }
@@ -221,30 +223,44 @@ pub fn build(sorted: &RecordBatch) -> Result<Vec<u8>> {
             }
             for j in offsets[r] as usize..offsets[r + 1] as usize {
                 let key = keys.value(j).as_bytes();
-                add(Column::AnnotationKey, key, b"", r);
+                add(Column::AnnotationKey, key, 0, b"", r);
                 if !strs.is_null(j) {
-                    add(
-                        Column::Annotation,
-                        key,
-                        &AnnValue::Str(strs.value(j)).encode(),
-                        r,
-                    );
+                    add(Column::Annotation, key, b's', strs.value(j).as_bytes(), r);
                 } else if !nums.is_null(j) {
                     numbers
-                        .entry(key.to_vec())
+                        .entry(key)
                         .or_default()
                         .push((order_f64(nums.value(j)), r as u32));
                 } else if !bools.is_null(j) {
-                    add(
-                        Column::Annotation,
-                        key,
-                        &AnnValue::Bool(bools.value(j)).encode(),
-                        r,
-                    );
+                    let v: &'static [u8] = if bools.value(j) { &[1] } else { &[0] };
+                    add(Column::Annotation, key, b'b', v, r);
                 }
             }
         }
     }
+
+    // the sorted term table (an allocation per distinct term, not per row)
+    let mut terms: BTreeMap<TermKey, RoaringBitmap> = BTreeMap::new();
+    for ((c, key, tag, value), bm) in found {
+        let mut v = Vec::with_capacity(value.len() + 1);
+        if tag != 0 {
+            v.push(tag);
+        }
+        v.extend_from_slice(value);
+        terms.insert((c, key.to_vec(), v), bm);
+    }
+    for (status, bm) in statuses {
+        terms.insert(
+            (
+                Column::HttpStatus as u8,
+                Vec::new(),
+                status.to_string().into_bytes(),
+            ),
+            bm,
+        );
+    }
+    let numbers: BTreeMap<Vec<u8>, Vec<(u64, u32)>> =
+        numbers.into_iter().map(|(k, v)| (k.to_vec(), v)).collect();
 
     // rare values leave the term table for the hashed lists
     let mut lists: BTreeMap<ListKey, Vec<(u64, u32)>> = BTreeMap::new();
