@@ -40,17 +40,8 @@ fn open() -> (Option<tempfile::TempDir>, Engine) {
             Engine::open_read_only(dir).expect("the store in TRACELAKE_BENCH_STORE"),
         );
     }
-    let shared = std::env::var_os("TRACELAKE_SHARED")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .ancestors()
-                .map(|a| a.join("shared"))
-                .find(|s| s.join("fixtures").is_dir())
-                .expect(
-                    "the team's shared/ directory beside the checkout (or set TRACELAKE_SHARED)",
-                )
-        });
+    let shared = tracelake_benches::shared()
+        .expect("the team's shared/ directory beside the checkout (or set TRACELAKE_SHARED)");
     let data =
         std::fs::read(shared.join("fixtures/sdk-python/datagrams.jsonl")).expect("the SDK corpus");
     let dir = tempfile::tempdir().expect("a temporary directory");

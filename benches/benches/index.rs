@@ -16,20 +16,8 @@ use tracelake_storage::index::{self, AnnValue, Column, Index};
 use tracelake_storage::segment::{self, Limits, TraceId};
 
 fn corpus() -> Vec<Vec<u8>> {
-    let path = std::env::var_os("TRACELAKE_BENCH_CORPUS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            let shared = std::env::var_os("TRACELAKE_SHARED")
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(|| {
-                    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                        .ancestors()
-                        .map(|a| a.join("shared"))
-                        .find(|s| s.join("fixtures").is_dir())
-                        .expect("the team's shared/ directory beside the checkout (or set TRACELAKE_SHARED)")
-                });
-            shared.join("fixtures/sdk-python/datagrams.jsonl")
-        });
+    let path = tracelake_benches::corpus_path()
+        .expect("TRACELAKE_BENCH_CORPUS, or the team's shared/ directory beside the checkout");
     let data = std::fs::read(&path).expect("the corpus file");
     segment::framing::split(&data)
         .into_iter()

@@ -1,2 +1,24 @@
-//! Benchmarks for Tracelake: see `benches/` (criterion). The end-to-end harness arrives
-//! with the "Indexes, pruning and the benchmark harness" issue.
+//! Benchmarks for Tracelake: see `benches/` (criterion): `parse`, `index` (sidecar build
+//! and probes) and `filter` (filter expressions over a store). The end-to-end harness
+//! against DuckDB and plain DataFusion is still to come (issue 4).
+
+use std::path::PathBuf;
+
+/// The team's `shared/` directory beside the checkout, or `TRACELAKE_SHARED`.
+pub fn shared() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("TRACELAKE_SHARED") {
+        return Some(PathBuf::from(p));
+    }
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|a| a.join("shared"))
+        .find(|s| s.join("fixtures").is_dir())
+}
+
+/// The corpus benches read: `TRACELAKE_BENCH_CORPUS` (a JSON-lines file, e.g. from
+/// `tracelake generate`), else the SDK corpus in `shared/`.
+pub fn corpus_path() -> Option<PathBuf> {
+    std::env::var_os("TRACELAKE_BENCH_CORPUS")
+        .map(PathBuf::from)
+        .or_else(|| Some(shared()?.join("fixtures/sdk-python/datagrams.jsonl")))
+}

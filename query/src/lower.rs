@@ -341,6 +341,19 @@ fn reads_root(kw: StrKw) -> bool {
     )
 }
 
+/// `http.status OP v` (numerically).
+fn status_cmp(op: CmpOp, v: f64) -> Expr {
+    num_cmp(
+        datafusion::logical_expr::cast(col(c::HTTP_STATUS), arrow::datatypes::DataType::Float64),
+        op,
+        lit(v),
+    )
+}
+
+fn rootcause_only(keyword: &str) -> Error {
+    invalid(format!("`{keyword}` is only valid inside rootcause braces"))
+}
+
 /// `http.status OP v` as a probe: equality with a whole status only.
 fn status_probe(op: CmpOp, v: f64) -> Option<Probe> {
     (op == CmpOp::Eq && v.fract() == 0.0 && v.abs() < 1e9).then(|| {
@@ -569,23 +582,10 @@ impl Lowerer<'_> {
             Pred::Num { kw, op, value } => match kw {
                 NumKw::ResponseTime => Program::Root(self.leaf(elapsed_cmp(*op, *value))),
                 NumKw::Duration => Program::Duration(*op, Threshold::new(*value)),
-                NumKw::HttpStatus => Program::Root(self.probed(
-                    num_cmp(
-                        datafusion::logical_expr::cast(
-                            col(c::HTTP_STATUS),
-                            arrow::datatypes::DataType::Float64,
-                        ),
-                        *op,
-                        lit(*value),
-                    ),
-                    status_probe(*op, *value),
-                )),
-                NumKw::Index | NumKw::Coverage => {
-                    return Err(invalid(format!(
-                        "`{}` is only valid inside rootcause braces",
-                        kw.name()
-                    )));
+                NumKw::HttpStatus => {
+                    Program::Root(self.probed(status_cmp(*op, *value), status_probe(*op, *value)))
                 }
+                NumKw::Index | NumKw::Coverage => return Err(rootcause_only(kw.name())),
             },
             Pred::Str { kw, op, value } => {
                 let column = str_column(*kw)
@@ -786,23 +786,10 @@ impl Lowerer<'_> {
             }
             Pred::Num { kw, op, value } => match kw {
                 NumKw::ResponseTime | NumKw::Duration => self.both(elapsed_cmp(*op, *value)),
-                NumKw::HttpStatus => self.both_probed(
-                    num_cmp(
-                        datafusion::logical_expr::cast(
-                            col(c::HTTP_STATUS),
-                            arrow::datatypes::DataType::Float64,
-                        ),
-                        *op,
-                        lit(*value),
-                    ),
-                    status_probe(*op, *value),
-                ),
-                NumKw::Index | NumKw::Coverage => {
-                    return Err(invalid(format!(
-                        "`{}` is only valid inside rootcause braces",
-                        kw.name()
-                    )));
+                NumKw::HttpStatus => {
+                    self.both_probed(status_cmp(*op, *value), status_probe(*op, *value))
                 }
+                NumKw::Index | NumKw::Coverage => return Err(rootcause_only(kw.name())),
             },
             Pred::Str { kw, op, value } => {
                 self.row_str(*kw, str_probe(*kw, *op, value), |e| str_cmp(e, *op, value))?
