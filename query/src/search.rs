@@ -296,10 +296,7 @@ fn read_hits(b: &RecordBatch, range: Option<TimeRange>, out: &mut Vec<Hit>) {
         let in_range = match range {
             None => true,
             Some(r) => match r.kind {
-                RangeType::TraceId => {
-                    let t = i64::from(trace_id.epoch_seconds()) * 1_000_000_000;
-                    t >= r.start_ns.div_euclid(1_000_000_000) * 1_000_000_000 && t < r.end_ns
-                }
+                RangeType::TraceId => in_range_by_id(&trace_id, range),
                 RangeType::Event => {
                     let still_open = !open.is_null(i) && open.value(i);
                     first_start < r.end_ns
