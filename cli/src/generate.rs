@@ -216,8 +216,11 @@ impl Generator {
             streamed.push(doc);
         }
 
-        // annotations: low (tenant, premium), medium (cart_items), high (order_id)
+        // annotations: low (tenant, premium), medium (cart_items; campaign, each of its
+        // 100 values on 1% of traces: the selective-annotation benchmark T4), high
+        // (order_id)
         let tenant = self.rng.pick(TENANTS).to_string();
+        let campaign = self.rng.below(100);
         let premium = self.rng.chance(0.2);
         let items = 1 + self.rng.below(12);
         let total_price = (self.rng.f64() * 50000.0).round() / 100.0;
@@ -258,7 +261,7 @@ impl Generator {
             .to_string();
         let segment_body = |end_part: &str, subs: &str| {
             format!(
-                r#"{{"id":"{seg_id}","name":"{service}","trace_id":"{trace_id}","start_time":{t0},{end_part},"origin":"{origin}","http":{{"request":{{"method":"{method}","url":"{url}","user_agent":"{agent}","client_ip":"{ip}"}},"response":{{"status":{status},"content_length":{cl}}}}},"annotations":{{"tenant":"{tenant}","premium":{premium},"cart_items":{items},"order_total":{total_price},"order_id":"{order_id}"}},"metadata":{{"debug":{{"attempt":1,"headers":{{"accept":"application/json"}}}}}},"aws":{{"account_id":"123456789012","ec2":{{"instance_id":"{instance}","availability_zone":"{az}"}},"xray":{{"sdk":"X-Ray for Python","sdk_version":"2.15.0"}}}},"service":{{"runtime":"CPython","runtime_version":"3.11.7"}}{user}{flags}{subs}}}"#,
+                r#"{{"id":"{seg_id}","name":"{service}","trace_id":"{trace_id}","start_time":{t0},{end_part},"origin":"{origin}","http":{{"request":{{"method":"{method}","url":"{url}","user_agent":"{agent}","client_ip":"{ip}"}},"response":{{"status":{status},"content_length":{cl}}}}},"annotations":{{"tenant":"{tenant}","campaign":"cmp-{campaign:02}","premium":{premium},"cart_items":{items},"order_total":{total_price},"order_id":"{order_id}"}},"metadata":{{"debug":{{"attempt":1,"headers":{{"accept":"application/json"}}}}}},"aws":{{"account_id":"123456789012","ec2":{{"instance_id":"{instance}","availability_zone":"{az}"}},"xray":{{"sdk":"X-Ray for Python","sdk_version":"2.15.0"}}}},"service":{{"runtime":"CPython","runtime_version":"3.11.7"}}{user}{flags}{subs}}}"#,
                 cl = 100 + (t0 as u64 % 900),
             )
         };
