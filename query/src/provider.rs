@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
@@ -49,7 +50,7 @@ impl SnapshotSource for tracelake_storage::Store {
 }
 
 /// Keep-masks of a partition's files, by file id.
-type FileKeep = Arc<HashMap<u64, Vec<bool>>>;
+type FileKeep = Arc<HashMap<u64, Vec<u32>>>;
 
 /// The `spans` table.
 #[derive(Debug)]
@@ -170,7 +171,7 @@ impl SpansTable {
             .any(|m| m.partition == p && m.batches.iter().any(|b| b.num_rows() > 0));
         if in_memory {
             let r = snap.resolve(p)?;
-            return Ok((Arc::new(r.file_keep), r.memory));
+            return Ok((Arc::new(r.file_dropped), r.memory));
         }
         let mut ids: Vec<u64> = snap
             .files
@@ -183,7 +184,7 @@ impl SpansTable {
         if let Some(k) = self.cache().get(&key) {
             return Ok((Arc::clone(k), Vec::new()));
         }
-        let keep: FileKeep = Arc::new(snap.resolve(p)?.file_keep);
+        let keep: FileKeep = Arc::new(snap.resolve(p)?.file_dropped);
         let mut c = self.cache();
         if c.len() >= RESOLUTION_CACHE {
             c.clear();
@@ -232,38 +233,90 @@ fn storage_err(e: tracelake_storage::Error) -> DataFusionError {
     DataFusionError::External(Box::new(e))
 }
 
-/// Keep-mask over a file's rows -> access plan with one selection per row group, and the
-/// number of row groups it reads.
-fn access_plan(keep: &[bool], row_groups: &[usize]) -> (ParquetAccessPlan, usize) {
+/// The rows of a file to read: the `wanted` row ranges (ascending and disjoint; `None`:
+/// every row) minus the `dropped` rows (ascending) -> an access plan with one entry per
+/// row group, and the number of row groups it reads. Linear in ranges, dropped rows and
+/// row groups, never in rows.
+fn access_plan(
+    wanted: Option<&[Range<u32>]>,
+    dropped: &[u32],
+    row_groups: &[usize],
+) -> (ParquetAccessPlan, usize) {
     let mut groups = Vec::with_capacity(row_groups.len());
-    let mut off = 0;
+    let (mut wi, mut di, mut start) = (0usize, 0usize, 0u32);
     for &n in row_groups {
-        let mask = &keep[off.min(keep.len())..(off + n).min(keep.len())];
-        off += n;
-        if mask.iter().all(|k| *k) {
-            groups.push(RowGroupAccess::Scan);
-        } else if !mask.iter().any(|k| *k) {
-            groups.push(RowGroupAccess::Skip);
-        } else {
-            let mut selectors: Vec<RowSelector> = Vec::new();
-            for &k in mask {
-                match selectors.last_mut() {
-                    Some(s) if s.skip != k => s.row_count += 1,
-                    _ => selectors.push(if k {
-                        RowSelector::select(1)
-                    } else {
-                        RowSelector::skip(1)
-                    }),
+        let end = start.saturating_add(n as u32);
+        let mut ranges: Vec<Range<u32>> = match wanted {
+            None => std::iter::once(start..end).collect(),
+            Some(w) => {
+                while wi < w.len() && w[wi].end <= start {
+                    wi += 1;
                 }
+                w[wi..]
+                    .iter()
+                    .take_while(|r| r.start < end)
+                    .map(|r| r.start.max(start)..r.end.min(end))
+                    .collect()
             }
-            groups.push(RowGroupAccess::Selection(RowSelection::from(selectors)));
+        };
+        while di < dropped.len() && dropped[di] < start {
+            di += 1;
         }
+        let gone = &dropped[di..di + dropped[di..].partition_point(|&d| d < end)];
+        if !gone.is_empty() {
+            ranges = without_rows(ranges, gone);
+        }
+        groups.push(if ranges.is_empty() {
+            RowGroupAccess::Skip
+        } else if ranges.len() == 1 && ranges[0] == (start..end) {
+            RowGroupAccess::Scan
+        } else {
+            let mut selectors = Vec::with_capacity(2 * ranges.len() + 1);
+            let mut at = start;
+            for r in &ranges {
+                if r.start > at {
+                    selectors.push(RowSelector::skip((r.start - at) as usize));
+                }
+                selectors.push(RowSelector::select(r.len()));
+                at = r.end;
+            }
+            if end > at {
+                selectors.push(RowSelector::skip((end - at) as usize));
+            }
+            RowGroupAccess::Selection(RowSelection::from(selectors))
+        });
+        start = end;
     }
     let read = groups
         .iter()
         .filter(|g| !matches!(g, RowGroupAccess::Skip))
         .count();
     (ParquetAccessPlan::new(groups), read)
+}
+
+/// Ascending disjoint `ranges` with the ascending rows `gone` taken out.
+fn without_rows(ranges: Vec<Range<u32>>, gone: &[u32]) -> Vec<Range<u32>> {
+    let mut out = Vec::with_capacity(ranges.len() + gone.len());
+    let mut g = gone.iter().peekable();
+    for r in ranges {
+        let mut at = r.start;
+        while let Some(&&d) = g.peek() {
+            if d >= r.end {
+                break;
+            }
+            g.next();
+            if d >= at {
+                if d > at {
+                    out.push(at..d);
+                }
+                at = d + 1;
+            }
+        }
+        if at < r.end {
+            out.push(at..r.end);
+        }
+    }
+    out
 }
 
 #[async_trait]
@@ -335,25 +388,19 @@ impl SpansTable {
                 // rows of the traces asked for, from the sidecar's trace directory
                 let wanted = traces
                     .and_then(|t| Some(rows_of_traces(&*self.indexes.get(&snap.root, f)?, t)));
-                let keep: Option<Vec<bool>> = match (wanted, upsert) {
-                    (Some(mut w), Some(u)) => {
-                        for (a, b) in w.iter_mut().zip(u) {
-                            *a &= *b;
-                        }
-                        Some(w)
-                    }
-                    (Some(w), None) => Some(w),
-                    (None, Some(u)) => Some(u.clone()),
-                    (None, None) => None,
-                };
                 let all_groups = (f.rows as usize).div_ceil(datafile::ROW_GROUP_ROWS);
-                if let Some(keep) = keep {
-                    if !keep.iter().any(|k| *k) {
-                        self.counters.add(0, all_groups);
-                        continue; // nothing of this file is wanted
-                    }
+                if wanted.as_ref().is_some_and(|w| w.is_empty()) {
+                    self.counters.add(0, all_groups);
+                    continue; // nothing of this file is wanted
+                }
+                if wanted.is_some() || upsert.is_some() {
                     let groups = self.row_group_sizes(&snap.root, f).map_err(storage_err)?;
-                    let (plan, read) = access_plan(&keep, &groups);
+                    let dropped = upsert.map_or(&[][..], |u| u.as_slice());
+                    let (plan, read) = access_plan(wanted.as_deref(), dropped, &groups);
+                    if read == 0 {
+                        self.counters.add(0, groups.len());
+                        continue;
+                    }
                     self.counters.add(read, groups.len() - read);
                     pf = pf.with_extension(plan);
                 } else {
@@ -466,5 +513,78 @@ impl TableProvider for RestrictedSpans {
             Some(&self.traces),
             self.snapshot.clone(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The rows an access plan reads, expanded back to one flag per row.
+    fn expand(plan: &ParquetAccessPlan, row_groups: &[usize]) -> Vec<bool> {
+        let mut out = Vec::new();
+        for (g, &n) in plan.inner().iter().zip(row_groups) {
+            match g {
+                RowGroupAccess::Skip => out.extend(std::iter::repeat_n(false, n)),
+                RowGroupAccess::Scan => out.extend(std::iter::repeat_n(true, n)),
+                RowGroupAccess::Selection(sel) => {
+                    let before = out.len();
+                    for s in sel.iter() {
+                        out.extend(std::iter::repeat_n(!s.skip, s.row_count));
+                    }
+                    assert_eq!(out.len() - before, n, "a selection covers its row group");
+                }
+            }
+        }
+        out
+    }
+
+    fn ranges_of(mask: &[bool]) -> Vec<Range<u32>> {
+        let mut out: Vec<Range<u32>> = Vec::new();
+        for (i, &k) in mask.iter().enumerate() {
+            let i = i as u32;
+            match out.last_mut() {
+                Some(r) if k && r.end == i => r.end = i + 1,
+                _ if k => out.push(i..i + 1),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    proptest! {
+        /// The sparse plan reads exactly the rows a brute-force mask keeps.
+        #[test]
+        fn access_plan_matches_row_masks(
+            sizes in prop::collection::vec(1usize..40, 1..6),
+            seed in any::<u64>(),
+            all_wanted in any::<bool>(),
+        ) {
+            let total: usize = sizes.iter().sum();
+            let mut x = seed | 1;
+            let mut coin = |p: u64| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x % 100 < p
+            };
+            let wanted: Vec<bool> = (0..total).map(|_| all_wanted || coin(40)).collect();
+            let dropped_mask: Vec<bool> = (0..total).map(|_| coin(15)).collect();
+            let dropped: Vec<u32> = (0..total as u32).filter(|&r| dropped_mask[r as usize]).collect();
+            let ranges = ranges_of(&wanted);
+            let w = (!all_wanted).then_some(ranges.as_slice());
+            let (plan, read) = access_plan(w, &dropped, &sizes);
+            let got = expand(&plan, &sizes);
+            let expected: Vec<bool> = (0..total).map(|r| wanted[r] && !dropped_mask[r]).collect();
+            prop_assert_eq!(&got, &expected);
+            let mut off = 0;
+            let mut groups_read = 0;
+            for &n in &sizes {
+                groups_read += usize::from(expected[off..off + n].iter().any(|k| *k));
+                off += n;
+            }
+            prop_assert_eq!(read, groups_read);
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! so a bad sidecar costs speed, never a result.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -158,17 +159,17 @@ pub(crate) fn candidate_traces(
     }
 }
 
-/// The rows of a file that belong to `traces`, as a keep-mask.
-pub(crate) fn rows_of_traces(index: &Index, traces: &[TraceId]) -> Vec<bool> {
-    let mut keep = vec![false; index.rows() as usize];
-    for t in traces {
-        if let Some(r) = index.trace_rows(t) {
-            for i in r {
-                if let Some(k) = keep.get_mut(i as usize) {
-                    *k = true;
-                }
-            }
+/// The rows of a file that belong to `traces`: ascending, disjoint row ranges (a trace's
+/// rows are contiguous, the file being sorted by trace id).
+pub(crate) fn rows_of_traces(index: &Index, traces: &[TraceId]) -> Vec<Range<u32>> {
+    let mut out: Vec<Range<u32>> = traces.iter().filter_map(|t| index.trace_rows(t)).collect();
+    out.sort_unstable_by_key(|r| r.start);
+    let mut merged: Vec<Range<u32>> = Vec::with_capacity(out.len());
+    for r in out {
+        match merged.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => merged.push(r),
         }
     }
-    keep
+    merged
 }

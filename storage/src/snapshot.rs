@@ -34,8 +34,9 @@ pub struct Snapshot {
 /// Which rows of a partition are live after upsert resolution.
 #[derive(Debug, Default)]
 pub struct Resolution {
-    /// Per file id: a keep-mask over the file's rows, for files that lose rows.
-    pub file_keep: HashMap<u64, Vec<bool>>,
+    /// Per file id: the rows (ascending) that a later version replaced, for files that
+    /// lose rows. Usually few: an in-progress segment and its completion.
+    pub file_dropped: HashMap<u64, Vec<u32>>,
     /// The partition's memtable rows, losers removed.
     pub memory: Vec<RecordBatch>,
 }
@@ -139,8 +140,12 @@ impl Snapshot {
         }
         let mut res = Resolution::default();
         for (i, f) in files.iter().enumerate() {
-            if keep[i].iter().any(|k| !k) {
-                res.file_keep.insert(f.id, std::mem::take(&mut keep[i]));
+            let dropped: Vec<u32> = (0..keep[i].len())
+                .filter(|&r| !keep[i][r])
+                .map(|r| r as u32)
+                .collect();
+            if !dropped.is_empty() {
+                res.file_dropped.insert(f.id, dropped);
             }
         }
         for (j, m) in mems.iter().enumerate() {
@@ -168,15 +173,17 @@ impl Snapshot {
             let batches = datafile::read_all(&self.root, f)?;
             match resolutions
                 .get(&f.partition)
-                .and_then(|r| r.file_keep.get(&f.id))
+                .and_then(|r| r.file_dropped.get(&f.id))
             {
                 None => out.extend(batches),
-                Some(keep) => {
+                Some(dropped) => {
                     let mut off = 0;
+                    let mut d = dropped.iter().peekable();
                     for b in batches {
                         let n = b.num_rows();
-                        let mask: BooleanArray =
-                            keep[off..off + n].iter().map(|x| Some(*x)).collect();
+                        let mask: BooleanArray = (off..off + n)
+                            .map(|r| Some(d.next_if(|&&x| x as usize == r).is_none()))
+                            .collect();
                         off += n;
                         out.push(filter_record_batch(&b, &mask)?);
                     }

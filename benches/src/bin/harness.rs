@@ -280,7 +280,7 @@ impl Measure<'_> {
         let cold_ids: Vec<&TraceId> = ids.iter().rev().take(20).collect();
         let mut cold = Vec::new();
         for id in &cold_ids {
-            evict(&spans)?;
+            evict(spans)?;
             let t = Instant::now();
             engine.get_traces(&[id.to_string()])?;
             cold.push(t.elapsed().as_secs_f64());
@@ -354,7 +354,7 @@ impl Measure<'_> {
         }
         let mut t4_cold = Vec::new();
         for _ in 0..3 {
-            evict(&spans)?;
+            evict(spans)?;
             let t = Instant::now();
             engine.trace_summaries(&q)?;
             t4_cold.push(t.elapsed().as_secs_f64());
