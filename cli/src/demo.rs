@@ -247,7 +247,11 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
         writeln!(
             out,
             "   {:>6} of {} traces  {:>5.0} ms  {title}\n      {expr}{}",
-            page.matched_count,
+            page.matched_count.map_or_else(
+                // an index-limited search stopped once the page was full
+                || format!("{}+", page.trace_summaries.len()),
+                |n| n.to_string()
+            ),
             page.traces_processed_count,
             secs * 1000.0,
             page.trace_summaries

@@ -227,9 +227,14 @@ pub(crate) fn run_query(args: QueryArgs) -> Result<()> {
     }
     writeln!(
         out,
-        "({} of {} matching traces shown; {} traces processed)",
-        page.trace_summaries.len(),
-        page.matched_count,
+        "({} {} traces processed)",
+        match page.matched_count {
+            Some(n) => format!(
+                "{} of {n} matching traces shown;",
+                page.trace_summaries.len()
+            ),
+            None => format!("{} matching traces shown;", page.trace_summaries.len()),
+        },
         page.traces_processed_count
     )?;
     if let Some(t) = &page.next_token {

@@ -211,6 +211,7 @@ impl Engine {
         &self,
         filter: Option<&str>,
         range: Option<tracelake_query::TimeRange>,
+        page: Option<tracelake_query::search::PageRequest>,
     ) -> Result<tracelake_query::search::Found, Error> {
         let compiled = Arc::new(match filter.map(str::trim).filter(|f| !f.is_empty()) {
             Some(f) => self.compile_filter(f)?,
@@ -218,16 +219,16 @@ impl Engine {
         });
         let ctx = self.inner.ctx.clone();
         let table = Arc::clone(&self.inner.table);
-        self.block_on(
-            async move { tracelake_query::search::find(&ctx, &table, &compiled, range).await },
-        )
+        self.block_on(async move {
+            tracelake_query::search::find(&ctx, &table, &compiled, range, page).await
+        })
     }
 
     /// The ids of every trace matching an X-Ray filter expression, over all time, in
     /// ascending order.
     pub fn find_trace_ids(&self, filter: &str) -> Result<Vec<String>, Error> {
         let mut hits: Vec<TraceId> = self
-            .search(Some(filter), None)?
+            .search(Some(filter), None, None)?
             .hits
             .into_iter()
             .filter(|h| h.matched)
@@ -247,26 +248,27 @@ impl Engine {
             .as_deref()
             .map(traces::decode_token)
             .transpose()?;
-        let found = self.search(query.filter.as_deref(), range)?;
+        let page = tracelake_query::search::PageRequest {
+            after,
+            want: query.limit.max(1),
+            sampling_rate: query.sampling_rate,
+        };
+        let found = self.search(query.filter.as_deref(), range, Some(page))?;
         let mut processed = 0u64;
         let mut matched: Vec<&tracelake_query::Hit> = Vec::new();
         for h in &found.hits {
-            if h.in_range && traces::sampled(&h.trace_id, query.sampling_rate) {
+            if h.in_range && tracelake_query::search::sampled(&h.trace_id, query.sampling_rate) {
                 processed += 1;
                 if h.matched {
                     matched.push(h);
                 }
             }
         }
-        if let Some(all) = &found.universe {
-            // the index limited the search: count the traces in range over the store
-            processed = all
-                .iter()
-                .filter(|t| tracelake_query::search::in_range_by_id(t, range))
-                .filter(|t| traces::sampled(t, query.sampling_rate))
-                .count() as u64;
+        if let Some(n) = found.processed {
+            // the index limited the search: the traces in range over the store
+            processed = n;
         }
-        let matched_count = matched.len() as u64;
+        let matched_count = (found.complete && after.is_none()).then_some(matched.len() as u64);
         matched.sort_by_key(|h| std::cmp::Reverse(traces::order_key(h)));
         let limit = query.limit.max(1);
         let page: Vec<&tracelake_query::Hit> = matched

@@ -48,9 +48,10 @@ pub struct SummaryPage {
     pub trace_summaries: Vec<TraceSummary>,
     /// Traces looked at (in the range, after sampling), matched or not.
     pub traces_processed_count: u64,
-    /// Traces that matched, over all pages.
+    /// Traces that matched over all pages, when the search evaluated every candidate
+    /// (the first page only; an index-limited search stops once its page is full).
     #[serde(skip)]
-    pub matched_count: u64,
+    pub matched_count: Option<u64>,
     /// Start time (epoch seconds) of this page's newest trace.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approximate_time: Option<f64>,
@@ -97,19 +98,6 @@ pub(crate) fn check_rate(rate: Option<f64>) -> Result<(), Error> {
         ))),
         _ => Ok(()),
     }
-}
-
-/// Whether FixedRate sampling keeps a trace: a fixed function of its random id part.
-pub(crate) fn sampled(t: &TraceId, rate: Option<f64>) -> bool {
-    let Some(rate) = rate else { return true };
-    if rate >= 1.0 {
-        return true;
-    }
-    let b = t.as_bytes();
-    let mut x = [0u8; 8];
-    x.copy_from_slice(&b[8..16]);
-    let v = u64::from_be_bytes(x) as f64 / (u64::MAX as f64 + 1.0);
-    v < rate
 }
 
 /// Newest first by trace id (its time, then its random part): a key that never changes

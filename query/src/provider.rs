@@ -13,7 +13,8 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
@@ -449,6 +450,14 @@ impl SpansTable {
         for (_, live) in resolutions.into_values() {
             memory.extend(live);
         }
+        if let Some(t) = traces {
+            let mut sorted = t.to_vec();
+            sorted.sort_unstable();
+            memory = memory
+                .iter()
+                .map(|b| rows_of(b, &sorted))
+                .collect::<DfResult<_>>()?;
+        }
         memory.retain(|b| b.num_rows() > 0);
         if !memory.is_empty() {
             let mem = MemorySourceConfig::try_new(
@@ -468,6 +477,24 @@ impl SpansTable {
         }
         UnionExec::try_new(inputs)
     }
+}
+
+/// The rows of a memtable batch that belong to `traces` (sorted).
+fn rows_of(b: &RecordBatch, traces: &[TraceId]) -> DfResult<RecordBatch> {
+    let Some(ids) = b
+        .column_by_name(schema::col::TRACE_ID)
+        .and_then(|c| c.as_fixed_size_binary_opt())
+    else {
+        return Ok(b.clone());
+    };
+    let mask: BooleanArray = (0..ids.len())
+        .map(|i| {
+            Some(
+                TraceId::from_slice(ids.value(i)).is_some_and(|t| traces.binary_search(&t).is_ok()),
+            )
+        })
+        .collect();
+    Ok(filter_record_batch(b, &mask)?)
 }
 
 /// The `spans` table limited to some traces (and every memtable row): the scan of a

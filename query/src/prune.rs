@@ -109,15 +109,46 @@ fn probe(index: &Index, p: &Probe) -> Option<RoaringBitmap> {
     }
 }
 
-/// Every trace of the snapshot, from the sidecars and the memtable; `None` when a sidecar
-/// is unusable.
-pub(crate) fn all_traces(snap: &Snapshot, cache: &IndexCache) -> Option<HashSet<TraceId>> {
-    let mut out = HashSet::new();
-    for f in snap.files.iter() {
-        out.extend(cache.get(&snap.root, f)?.traces());
+/// How many distinct traces of the snapshot satisfy `pred`, from the sidecars' sorted
+/// trace directories (merged, never collected into a set) and the memtable; `None` when
+/// a sidecar is unusable.
+pub(crate) fn count_traces(
+    snap: &Snapshot,
+    cache: &IndexCache,
+    pred: impl Fn(&TraceId) -> bool,
+) -> Option<u64> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let indexes: Vec<Arc<Index>> = snap
+        .files
+        .iter()
+        .map(|f| cache.get(&snap.root, f))
+        .collect::<Option<_>>()?;
+    let mut iters: Vec<_> = indexes.iter().map(|i| i.traces()).collect();
+    let mut heap = BinaryHeap::new();
+    for (k, it) in iters.iter_mut().enumerate() {
+        if let Some(t) = it.next() {
+            heap.push(Reverse((t, k)));
+        }
     }
-    memtable_traces(snap, &mut out);
-    Some(out)
+    let mut count = 0u64;
+    let mut last: Option<TraceId> = None;
+    while let Some(Reverse((t, k))) = heap.pop() {
+        if last != Some(t) {
+            last = Some(t);
+            count += u64::from(pred(&t));
+        }
+        if let Some(n) = iters[k].next() {
+            heap.push(Reverse((n, k)));
+        }
+    }
+    let mut memory = HashSet::new();
+    memtable_traces(snap, &mut memory);
+    count += memory
+        .iter()
+        .filter(|t| pred(t) && indexes.iter().all(|i| i.trace_rows(t).is_none()))
+        .count() as u64;
+    Some(count)
 }
 
 /// The traces that can match, or `None` for "any trace" (no usable restriction).

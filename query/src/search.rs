@@ -148,11 +148,24 @@ fn trace_id_bound(epoch: i64) -> Expr {
 /// What a search found.
 #[derive(Debug, Clone, Default)]
 pub struct Found {
-    /// The traces looked at (all of them in range, or the index's candidates).
+    /// The traces evaluated: every trace (in range), or the index's candidates.
     pub hits: Vec<Hit>,
-    /// When index probes limited the search to candidates: every trace of the store, so
-    /// that the caller can still count the traces in range.
-    pub universe: Option<Vec<TraceId>>,
+    /// Every candidate was evaluated, so `hits` hold every match. `false`: a
+    /// [`PageRequest`] was satisfied by the newest candidates and the search stopped.
+    pub complete: bool,
+    /// When index probes limited the search: the traces in range (after sampling) over
+    /// the whole store, for `TracesProcessedCount`.
+    pub processed: Option<u64>,
+}
+
+/// One page of newest-first matches: the search may stop once it has found more than
+/// `want` matches among the candidates older than `after` (by trace id, the page order).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PageRequest {
+    pub after: Option<TraceId>,
+    pub want: usize,
+    /// FixedRate sampling (GetTraceSummaries `SamplingStrategy`).
+    pub sampling_rate: Option<f64>,
 }
 
 /// Whether a trace id lies in a `TraceId` range (always true for other ranges).
@@ -166,15 +179,33 @@ pub fn in_range_by_id(t: &TraceId, range: Option<TimeRange>) -> bool {
     }
 }
 
-/// Candidate traces from the index sidecars, when the filter has probes, every sidecar
-/// is usable and the candidates are few enough to pay: `(candidates in range, every
-/// trace, the snapshot they were computed on)`.
-#[allow(clippy::type_complexity)]
+/// FixedRate sampling: whether a trace is among the `rate` fraction looked at. It
+/// depends on the trace id only, so every call keeps the same traces and a smaller rate
+/// keeps a subset.
+pub fn sampled(t: &TraceId, rate: Option<f64>) -> bool {
+    let Some(rate) = rate else { return true };
+    if rate >= 1.0 {
+        return true;
+    }
+    let b = t.as_bytes();
+    let mut x = [0u8; 8];
+    x.copy_from_slice(&b[8..16]);
+    let v = u64::from_be_bytes(x) as f64 / (u64::MAX as f64 + 1.0);
+    v < rate
+}
+
+/// Candidate traces from the index sidecars, when the filter has probes and every
+/// sidecar is usable: `(candidates in range, sampled and older than the page's `after`,
+/// ascending; traces in range and sampled over the store; the snapshot they come from)`.
+/// Without a page request the candidates must also be few enough to pay (a third of
+/// the traces in range); with one, the newest are evaluated first and the rest only if
+/// the page needs them.
 fn index_candidates(
     table: &SpansTable,
     filter: &CompiledFilter,
     range: Option<TimeRange>,
-) -> Result<Option<(Vec<TraceId>, Vec<TraceId>, Snapshot)>> {
+    page: Option<PageRequest>,
+) -> Result<Option<(Vec<TraceId>, u64, Snapshot)>> {
     if !table.uses_indexes() || range.is_some_and(|r| r.kind != RangeType::TraceId) {
         return Ok(None);
     }
@@ -183,51 +214,92 @@ fn index_candidates(
         return Ok(None);
     }
     let snap = table.snapshot()?;
-    let Some(all) = prune::all_traces(&snap, &table.indexes) else {
+    let rate = page.and_then(|p| p.sampling_rate);
+    let Some(processed) = prune::count_traces(&snap, &table.indexes, |t| {
+        in_range_by_id(t, range) && sampled(t, rate)
+    }) else {
         return Ok(None);
     };
     let Some(set) = prune::candidate_traces(&snap, &table.indexes, &cands) else {
         return Ok(None);
     };
+    let after = page.and_then(|p| p.after);
     let mut set: Vec<TraceId> = set
         .into_iter()
-        .filter(|t| in_range_by_id(t, range))
+        .filter(|t| in_range_by_id(t, range) && sampled(t, rate))
+        .filter(|t| after.is_none_or(|a| *t < a))
         .collect();
-    // Limiting the scan pays only when it skips most of the traces in range.
-    let in_range = all.iter().filter(|t| in_range_by_id(t, range)).count();
-    if set.len().saturating_mul(3) > in_range {
+    // Limiting a whole scan pays only when it skips most of the traces in range.
+    if page.is_none() && set.len() as u64 * 3 > processed {
         return Ok(None);
     }
     set.sort_unstable();
-    Ok(Some((set, all.into_iter().collect(), snap)))
+    Ok(Some((set, processed, snap)))
 }
 
 /// Evaluates `filter` on every trace of `table` (in `range`, when given), or only on the
-/// candidates its index probes find.
+/// candidates its index probes find. With a [`PageRequest`], candidates are evaluated
+/// newest first in growing chunks, until the page is full.
 pub async fn find(
     ctx: &SessionContext,
     table: &Arc<SpansTable>,
     filter: &Arc<CompiledFilter>,
     range: Option<TimeRange>,
+    page: Option<PageRequest>,
 ) -> Result<Found> {
-    let (source, universe): (Arc<dyn TableProvider>, _) =
-        match index_candidates(table, filter, range)? {
-            Some((set, all, _)) if set.is_empty() => {
-                return Ok(Found {
-                    hits: Vec::new(),
-                    universe: Some(all),
-                });
+    let Some((cands, processed, snapshot)) = index_candidates(table, filter, range, page)? else {
+        let hits = evaluate(
+            ctx,
+            Arc::clone(table) as Arc<dyn TableProvider>,
+            filter,
+            range,
+        )
+        .await?;
+        return Ok(Found {
+            hits,
+            complete: true,
+            processed: None,
+        });
+    };
+    let mut hits = Vec::new();
+    let mut end = cands.len();
+    let mut chunk = page.map_or(end, |p| p.want.saturating_mul(2).max(64));
+    let mut matched = 0usize;
+    while end > 0 {
+        let lo = end.saturating_sub(chunk);
+        let part = Arc::new(cands[lo..end].to_vec());
+        let source = Arc::new(RestrictedSpans {
+            table: Arc::clone(table),
+            traces: Arc::clone(&part),
+            snapshot: snapshot.clone(),
+        });
+        for h in evaluate(ctx, source, filter, range).await? {
+            // a file scanned whole (its sidecar went away) brings other traces too
+            if part.binary_search(&h.trace_id).is_ok() {
+                matched += usize::from(h.matched && h.in_range);
+                hits.push(h);
             }
-            Some((set, all, snapshot)) => (
-                Arc::new(RestrictedSpans {
-                    table: Arc::clone(table),
-                    traces: Arc::new(set),
-                    snapshot,
-                }),
-                Some(all),
-            ),
-            None => (Arc::clone(table) as Arc<dyn TableProvider>, None),
-        };
+        }
+        end = lo;
+        if page.is_some_and(|p| matched > p.want) {
+            break;
+        }
+        chunk = chunk.saturating_mul(4);
+    }
+    Ok(Found {
+        hits,
+        complete: end == 0,
+        processed: Some(processed),
+    })
+}
+
+/// The plan of the module docs over `source`, collected into hits.
+async fn evaluate(
+    ctx: &SessionContext,
+    source: Arc<dyn TableProvider>,
+    filter: &Arc<CompiledFilter>,
+    range: Option<TimeRange>,
+) -> Result<Vec<Hit>> {
     let mut plan = LogicalPlanBuilder::scan("spans", provider_as_source(source), None)?;
     if let Some(r) = range.filter(|r| r.kind == RangeType::TraceId) {
         let lo = r.start_ns.div_euclid(1_000_000_000);
@@ -277,7 +349,7 @@ pub async fn find(
     for b in &batches {
         read_hits(b, range, &mut hits);
     }
-    Ok(Found { hits, universe })
+    Ok(hits)
 }
 
 fn read_hits(b: &RecordBatch, range: Option<TimeRange>, out: &mut Vec<Hit>) {
