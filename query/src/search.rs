@@ -69,8 +69,32 @@ pub struct Hit {
     pub matched: bool,
 }
 
+/// Whether evaluating `p` needs the trace's nodes (service names, origins, inferred
+/// nodes). Without them the plan leaves out the name, origin, account and inferred-type
+/// columns, and the wide columns that inferred types are derived from (`aws`, `sql`).
+fn needs_nodes(p: &Program) -> bool {
+    match p {
+        Program::And(v) | Program::Or(v) => v.iter().any(needs_nodes),
+        Program::Not(x) => needs_nodes(x),
+        Program::Any(_) | Program::Root(_) | Program::Duration(..) => false,
+        Program::Inferred
+        | Program::Service { .. }
+        | Program::Edge { .. }
+        | Program::RootCause { .. }
+        | Program::RootCauseJson(_) => true,
+    }
+}
+
 /// Structural and leaf fields of the per-trace row lists.
 fn row_struct(filter: &CompiledFilter) -> Expr {
+    let nodes = filter.needs_causes || needs_nodes(&filter.program);
+    let text = |c: &str| {
+        if nodes {
+            cast(col(c), DataType::Utf8)
+        } else {
+            lit(ScalarValue::Utf8(None))
+        }
+    };
     let mut fields: Vec<(&str, Expr)> = vec![
         (c::ID, col(c::ID)),
         (c::PARENT_ID, col(c::PARENT_ID)),
@@ -81,11 +105,18 @@ fn row_struct(filter: &CompiledFilter) -> Expr {
         (c::ERROR, col(c::ERROR)),
         (c::FAULT, col(c::FAULT)),
         (c::THROTTLE, col(c::THROTTLE)),
-        (field::REMOTE, col(field::REMOTE)),
-        (c::NAME, cast(col(c::NAME), DataType::Utf8)),
-        (c::ORIGIN, cast(col(c::ORIGIN), DataType::Utf8)),
-        (c::ACCOUNT_ID, cast(col(c::ACCOUNT_ID), DataType::Utf8)),
-        (field::INFERRED_TYPE, col(field::INFERRED_TYPE)),
+        (
+            field::REMOTE,
+            if nodes {
+                col(field::REMOTE)
+            } else {
+                lit(false)
+            },
+        ),
+        (c::NAME, text(c::NAME)),
+        (c::ORIGIN, text(c::ORIGIN)),
+        (c::ACCOUNT_ID, text(c::ACCOUNT_ID)),
+        (field::INFERRED_TYPE, text(field::INFERRED_TYPE)),
     ];
     if filter.needs_causes {
         fields.push((c::NAMESPACE, cast(col(c::NAMESPACE), DataType::Utf8)));
