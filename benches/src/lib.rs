@@ -1,6 +1,8 @@
-//! Benchmarks for Tracelake: see `benches/` (criterion): `parse`, `index` (sidecar build
-//! and probes) and `filter` (filter expressions over a store). The end-to-end harness
-//! against DuckDB and plain DataFusion is still to come (issue 4).
+//! Benchmarks for Tracelake: criterion micro-benchmarks in `benches/` (`parse`, `index`:
+//! sidecar build and probes, `filter`: filter expressions over a store), and the
+//! end-to-end harness `tracelake-harness` (`src/bin/harness.rs`, run by
+//! `scripts/bench.sh`) that measures the targets of BENCHMARKS.md against DuckDB and
+//! plain DataFusion on the same files. Results: `RESULTS.md`.
 
 use std::path::PathBuf;
 

@@ -22,7 +22,13 @@ use crate::lower::{Candidates, Probe};
 #[derive(Debug, Default)]
 pub(crate) struct IndexCache {
     open: Mutex<HashMap<u64, Option<Arc<Index>>>>,
+    /// Distinct-trace counts over a file set, by (file ids, what was counted): files never
+    /// change, so a count holds until the file set does.
+    counts: Mutex<HashMap<(Vec<u64>, String), u64>>,
 }
+
+/// Trace counts kept at most.
+const COUNT_CACHE: usize = 256;
 
 impl IndexCache {
     /// The sidecar of a data file, opened once.
@@ -111,19 +117,54 @@ fn probe(index: &Index, p: &Probe) -> Option<RoaringBitmap> {
 
 /// How many distinct traces of the snapshot satisfy `pred`, from the sidecars' sorted
 /// trace directories (merged, never collected into a set) and the memtable; `None` when
-/// a sidecar is unusable.
+/// a sidecar is unusable. `key` names the predicate: the files' part of the count is
+/// cached under it.
 pub(crate) fn count_traces(
     snap: &Snapshot,
     cache: &IndexCache,
+    key: &str,
     pred: impl Fn(&TraceId) -> bool,
 ) -> Option<u64> {
-    use std::cmp::Reverse;
-    use std::collections::BinaryHeap;
     let indexes: Vec<Arc<Index>> = snap
         .files
         .iter()
         .map(|f| cache.get(&snap.root, f))
         .collect::<Option<_>>()?;
+    let mut ids: Vec<u64> = snap.files.iter().map(|f| f.id).collect();
+    ids.sort_unstable();
+    let cache_key = (ids, key.to_owned());
+    let lock = || {
+        cache
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    let cached = lock().get(&cache_key).copied();
+    let mut count = match cached {
+        Some(n) => n,
+        None => {
+            let n = count_in_files(&indexes, &pred);
+            let mut c = lock();
+            if c.len() >= COUNT_CACHE {
+                c.clear();
+            }
+            c.insert(cache_key, n);
+            n
+        }
+    };
+    let mut memory = HashSet::new();
+    memtable_traces(snap, &mut memory);
+    count += memory
+        .iter()
+        .filter(|t| pred(t) && indexes.iter().all(|i| i.trace_rows(t).is_none()))
+        .count() as u64;
+    Some(count)
+}
+
+/// Distinct traces satisfying `pred` over the sorted trace directories, by a k-way merge.
+fn count_in_files(indexes: &[Arc<Index>], pred: &impl Fn(&TraceId) -> bool) -> u64 {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
     let mut iters: Vec<_> = indexes.iter().map(|i| i.traces()).collect();
     let mut heap = BinaryHeap::new();
     for (k, it) in iters.iter_mut().enumerate() {
@@ -142,13 +183,7 @@ pub(crate) fn count_traces(
             heap.push(Reverse((n, k)));
         }
     }
-    let mut memory = HashSet::new();
-    memtable_traces(snap, &mut memory);
-    count += memory
-        .iter()
-        .filter(|t| pred(t) && indexes.iter().all(|i| i.trace_rows(t).is_none()))
-        .count() as u64;
-    Some(count)
+    count
 }
 
 /// The traces that can match, or `None` for "any trace" (no usable restriction).

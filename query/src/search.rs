@@ -246,7 +246,8 @@ fn index_candidates(
     }
     let snap = table.snapshot()?;
     let rate = page.and_then(|p| p.sampling_rate);
-    let Some(processed) = prune::count_traces(&snap, &table.indexes, |t| {
+    let key = format!("{range:?} {rate:?}");
+    let Some(processed) = prune::count_traces(&snap, &table.indexes, &key, |t| {
         in_range_by_id(t, range) && sampled(t, rate)
     }) else {
         return Ok(None);
