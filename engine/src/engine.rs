@@ -281,7 +281,7 @@ impl Engine {
         let page = &page[..page.len().min(limit)];
         let ids: Vec<TraceId> = page.iter().map(|h| h.trace_id).collect();
         let ctx = self.inner.ctx.clone();
-        let table = Arc::clone(&self.inner.table) as Arc<dyn TableProvider>;
+        let table = Arc::clone(&self.inner.table);
         let fetch = ids.clone();
         let mut summaries = self.block_on(async move {
             tracelake_query::summary::summaries(&ctx, table, &fetch).await
@@ -315,7 +315,7 @@ impl Engine {
             }
         }
         let ctx = self.inner.ctx.clone();
-        let table = Arc::clone(&self.inner.table) as Arc<dyn TableProvider>;
+        let table = Arc::clone(&self.inner.table);
         let want = parsed.clone();
         let traces =
             self.block_on(

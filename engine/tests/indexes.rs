@@ -293,6 +293,32 @@ fn paged_index_search_equals_a_full_scan() {
                 out.push((f, limit, rate, all_pages(&engine, f, limit, rate)));
             }
         }
+        // whole traces and full summaries: read through the sidecars' trace directory,
+        // or planned as a scan
+        let every = r#"annotation.group = "a" OR annotation.group = "b" OR annotation.group = "c""#;
+        let ids = engine.find_trace_ids(every).unwrap();
+        assert!(ids.len() > 300);
+        let traces = engine.get_traces(&ids).unwrap();
+        assert!(traces.unprocessed_trace_ids.is_empty());
+        let mut docs: Vec<(String, Vec<String>)> = traces
+            .traces
+            .iter()
+            .map(|t| {
+                let mut d: Vec<String> = t.segments.iter().map(|s| s.document.clone()).collect();
+                d.sort();
+                (t.id.clone(), d)
+            })
+            .collect();
+        docs.sort();
+        let page = engine
+            .trace_summaries(&TraceQuery {
+                filter: Some(every.into()),
+                limit: 1000,
+                ..TraceQuery::default()
+            })
+            .unwrap();
+        let summaries = serde_json::to_string(&page.trace_summaries).unwrap();
+        out.push(("documents", 0, None, vec![format!("{docs:?}"), summaries]));
         out
     };
     let indexed = answers(dir.path(), true);

@@ -34,7 +34,7 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
-use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, RowSelection, RowSelector};
 use tracelake_storage::{PartitionKey, Snapshot, TraceId, datafile, schema};
 
 use crate::prune::{IndexCache, rows_of_traces};
@@ -69,6 +69,8 @@ pub struct SpansTable {
     counters: ScanCounters,
     /// Row-group sizes by file id (files never change).
     row_groups: Mutex<HashMap<u64, Arc<Vec<usize>>>>,
+    /// Footers and page indexes of files read directly ([`SpansTable::read_traces`]).
+    readers: Mutex<HashMap<u64, ArrowReaderMetadata>>,
 }
 
 /// How much of the data files scans planned to read (cumulative).
@@ -108,6 +110,7 @@ impl SpansTable {
             use_indexes: true,
             counters: ScanCounters::default(),
             row_groups: Mutex::new(HashMap::new()),
+            readers: Mutex::new(HashMap::new()),
         }
     }
 
@@ -355,6 +358,107 @@ impl TableProvider for SpansTable {
 }
 
 impl SpansTable {
+    /// Upsert resolutions of the partitions that need one.
+    fn resolutions(
+        &self,
+        snap: &Snapshot,
+    ) -> DfResult<HashMap<PartitionKey, (FileKeep, Vec<RecordBatch>)>> {
+        let mut out = HashMap::new();
+        for p in snap.partitions_to_resolve() {
+            out.insert(p, self.resolve(snap, p).map_err(storage_err)?);
+        }
+        Ok(out)
+    }
+
+    /// Every live row of `traces`, read without a query plan: each file's sidecar gives
+    /// the traces' row ranges, and only the pages holding them are read (with footers and
+    /// page indexes read once per file). `None` when the sidecars are off or one is
+    /// unusable: the caller then plans a scan.
+    pub(crate) fn read_traces(&self, traces: &[TraceId]) -> DfResult<Option<Vec<RecordBatch>>> {
+        if !self.use_indexes {
+            return Ok(None);
+        }
+        let snap = self.source.snapshot().map_err(storage_err)?;
+        let mut indexes = Vec::with_capacity(snap.files.len());
+        for f in snap.files.iter() {
+            match self.indexes.get(&snap.root, f) {
+                Some(i) => indexes.push(i),
+                None => return Ok(None),
+            }
+        }
+        let resolutions = self.resolutions(&snap)?;
+        let mut out = Vec::new();
+        for (f, index) in snap.files.iter().zip(&indexes) {
+            let wanted = rows_of_traces(index, traces);
+            if wanted.is_empty() {
+                let groups = (f.rows as usize).div_ceil(datafile::ROW_GROUP_ROWS);
+                self.counters.add(0, groups);
+                continue;
+            }
+            let dropped = resolutions
+                .get(&f.partition)
+                .and_then(|r| r.0.get(&f.id))
+                .map_or(&[][..], |d| d.as_slice());
+            let sizes = self.row_group_sizes(&snap.root, f).map_err(storage_err)?;
+            let (plan, read) = access_plan(Some(&wanted), dropped, &sizes);
+            self.counters.add(read, sizes.len() - read);
+            let mut groups = Vec::new();
+            let mut selectors = Vec::new();
+            for (g, (access, &n)) in plan.inner().iter().zip(sizes.iter()).enumerate() {
+                match access {
+                    RowGroupAccess::Skip => continue,
+                    RowGroupAccess::Scan => selectors.push(RowSelector::select(n)),
+                    RowGroupAccess::Selection(sel) => selectors.extend(sel.iter().copied()),
+                }
+                groups.push(g);
+            }
+            if groups.is_empty() {
+                continue;
+            }
+            let metadata = self.reader_metadata(&snap.root, f)?;
+            let batches = datafile::read_rows(
+                &snap.root,
+                f,
+                &metadata,
+                groups,
+                RowSelection::from(selectors),
+            )
+            .map_err(storage_err)?;
+            for b in batches {
+                out.push(conform(b, &self.schema)?);
+            }
+        }
+        let mut memory: Vec<RecordBatch> = Vec::new();
+        for m in &snap.memory {
+            if !resolutions.contains_key(&m.partition) {
+                memory.extend(m.batches.iter().cloned());
+            }
+        }
+        for (_, live) in resolutions.into_values() {
+            memory.extend(live);
+        }
+        out.extend(memory_rows_of(memory, traces)?);
+        Ok(Some(out))
+    }
+
+    fn reader_metadata(
+        &self,
+        root: &std::path::Path,
+        f: &tracelake_storage::manifest::FileMeta,
+    ) -> DfResult<ArrowReaderMetadata> {
+        let lock = || {
+            self.readers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(m) = lock().get(&f.id) {
+            return Ok(m.clone());
+        }
+        let m = datafile::reader_metadata(root, f).map_err(storage_err)?;
+        lock().insert(f.id, m.clone());
+        Ok(m)
+    }
+
     /// The scan, limited to the rows of `traces` in files with a sidecar when given (the
     /// memtable is never limited: the caller filters it, or treats it as candidates).
     fn scan_traces(
@@ -373,12 +477,12 @@ impl SpansTable {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .retain(|id, _| live.contains(id));
+            self.readers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .retain(|id, _| live.contains(id));
         }
-        let mut resolutions: HashMap<PartitionKey, (FileKeep, Vec<RecordBatch>)> = HashMap::new();
-        for p in snap.partitions_to_resolve() {
-            resolutions.insert(p, self.resolve(&snap, p).map_err(storage_err)?);
-        }
-
+        let resolutions = self.resolutions(&snap)?;
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         let mut files = Vec::with_capacity(snap.files.len());
         {
@@ -451,14 +555,8 @@ impl SpansTable {
             memory.extend(live);
         }
         if let Some(t) = traces {
-            let mut sorted = t.to_vec();
-            sorted.sort_unstable();
-            memory = memory
-                .iter()
-                .map(|b| rows_of(b, &sorted))
-                .collect::<DfResult<_>>()?;
+            memory = memory_rows_of(memory, t)?;
         }
-        memory.retain(|b| b.num_rows() > 0);
         if !memory.is_empty() {
             let mem = MemorySourceConfig::try_new(
                 &[memory],
@@ -477,6 +575,36 @@ impl SpansTable {
         }
         UnionExec::try_new(inputs)
     }
+}
+
+/// A batch read from a file, with the table's schema (a file written by an older
+/// version may differ in nullability or metadata only).
+fn conform(b: RecordBatch, schema: &SchemaRef) -> DfResult<RecordBatch> {
+    if b.schema().fields() == schema.fields() {
+        return Ok(b.with_schema(Arc::clone(schema))?);
+    }
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for f in schema.fields() {
+        let c = b.column_by_name(f.name()).ok_or_else(|| {
+            DataFusionError::Execution(format!("data file has no column {}", f.name()))
+        })?;
+        columns.push(arrow::compute::cast(c, f.data_type())?);
+    }
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
+/// The rows of memtable batches that belong to `traces`; empty batches dropped.
+fn memory_rows_of(memory: Vec<RecordBatch>, traces: &[TraceId]) -> DfResult<Vec<RecordBatch>> {
+    let mut sorted = traces.to_vec();
+    sorted.sort_unstable();
+    let mut out = Vec::with_capacity(memory.len());
+    for b in &memory {
+        let b = rows_of(b, &sorted)?;
+        if b.num_rows() > 0 {
+            out.push(b);
+        }
+    }
+    Ok(out)
 }
 
 /// The rows of a memtable batch that belong to `traces` (sorted).

@@ -139,17 +139,20 @@ fn row_struct(filter: &CompiledFilter) -> Expr {
 
 /// Every `spans` column plus the derived `remote` and `inferred_type` the leaves and the
 /// trace model read.
-pub(crate) fn with_derived_columns() -> Vec<Expr> {
+pub(crate) fn with_derived_columns() -> Result<Vec<Expr>> {
     let mut exprs: Vec<Expr> = tracelake_storage::schema::spans()
         .fields()
         .iter()
         .map(|f| col(f.name()))
         .collect();
+    // a CASE rather than coalesce: `summary::fetch` evaluates these without the
+    // optimizer, and coalesce only runs once simplified
     exprs.push(
-        datafusion::functions::core::expr_fn::coalesce(vec![
+        datafusion::logical_expr::when(
             col(c::NAMESPACE).in_list(vec![lit("aws"), lit("remote")], false),
-            lit(false),
-        ])
+            lit(true),
+        )
+        .otherwise(lit(false))?
         .alias(field::REMOTE),
     );
     exprs.push(
@@ -162,7 +165,7 @@ pub(crate) fn with_derived_columns() -> Vec<Expr> {
             ])
             .alias(field::INFERRED_TYPE),
     );
-    exprs
+    Ok(exprs)
 }
 
 fn trace_id_bound(epoch: i64) -> Expr {
@@ -343,7 +346,7 @@ async fn evaluate(
                 .and(col(c::TRACE_ID).lt(trace_id_bound(hi))),
         )?;
     }
-    plan = plan.project(with_derived_columns())?;
+    plan = plan.project(with_derived_columns()?)?;
     let in_window = match range {
         Some(r) if r.kind == RangeType::Service => col(c::KIND)
             .eq(lit(kind::SEGMENT))

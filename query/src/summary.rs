@@ -5,13 +5,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use arrow::compute::concat_batches;
-use arrow::datatypes::{Float64Type, Int32Type, UInt64Type};
-use datafusion::common::ScalarValue;
+use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
+use arrow::datatypes::{Float64Type, Int32Type, Schema, UInt64Type};
+use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::datasource::{TableProvider, provider_as_source};
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SessionContext;
-use datafusion::logical_expr::{Expr, LogicalPlanBuilder, col, lit};
+use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlanBuilder, col, lit};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tracelake_storage::TraceId;
@@ -20,6 +20,7 @@ use tracelake_storage::schema::col as c;
 use tracelake_storage::segment::time;
 
 use crate::error::Result;
+use crate::provider::SpansTable;
 use crate::rootcause::{RootCause, RootCauses};
 use crate::trace::{Columns, Node, Trace};
 
@@ -27,11 +28,30 @@ use crate::trace::{Columns, Node, Trace};
 /// in one batch.
 pub async fn fetch(
     ctx: &SessionContext,
-    table: Arc<dyn TableProvider>,
+    table: Arc<SpansTable>,
     ids: &[TraceId],
 ) -> Result<Option<RecordBatch>> {
     if ids.is_empty() {
         return Ok(None);
+    }
+    let exprs = crate::search::with_derived_columns()?;
+    if let Some(batches) = table.read_traces(ids)? {
+        // the sidecars located the rows: derive the extra columns without a plan
+        let schema = table.schema();
+        let batch = concat_batches(&schema, &batches).map_err(DataFusionError::from)?;
+        let df_schema = DFSchema::try_from(Arc::clone(&schema))?;
+        let state = ctx.state();
+        let mut fields = Vec::with_capacity(exprs.len());
+        let mut columns = Vec::with_capacity(exprs.len());
+        for e in &exprs {
+            let (_, field) = e.to_field(&df_schema)?;
+            fields.push(field);
+            let physical = state.create_physical_expr(e.clone(), &df_schema)?;
+            columns.push(physical.evaluate(&batch)?.into_array(batch.num_rows())?);
+        }
+        let out = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+            .map_err(DataFusionError::from)?;
+        return Ok(Some(in_trace_order(&out)?));
     }
     let list: Vec<Expr> = ids
         .iter()
@@ -42,17 +62,33 @@ pub async fn fetch(
             ))
         })
         .collect();
-    let exprs = crate::search::with_derived_columns();
-    let plan = LogicalPlanBuilder::scan("spans", provider_as_source(table), None)?
+    let source = provider_as_source(table as Arc<dyn TableProvider>);
+    let plan = LogicalPlanBuilder::scan("spans", source, None)?
         .filter(col(c::TRACE_ID).in_list(list, false))?
         .project(exprs)?
         .build()?;
     let df = ctx.execute_logical_plan(plan).await?;
     let schema = Arc::new(df.schema().as_arrow().clone());
     let batches = df.collect().await?;
-    Ok(Some(
-        concat_batches(&schema, &batches).map_err(DataFusionError::from)?,
-    ))
+    let batch = concat_batches(&schema, &batches).map_err(DataFusionError::from)?;
+    Ok(Some(in_trace_order(&batch)?))
+}
+
+/// Rows sorted by `(trace_id, start_ns, id)`: answers do not depend on the order files
+/// were read in (a trace can span files).
+fn in_trace_order(batch: &RecordBatch) -> Result<RecordBatch> {
+    let mut keys = Vec::new();
+    for name in [c::TRACE_ID, c::START_NS, c::ID] {
+        let values = batch.column_by_name(name).ok_or_else(|| {
+            DataFusionError::Internal(format!("fetched rows have no {name} column"))
+        })?;
+        keys.push(SortColumn {
+            values: Arc::clone(values),
+            options: None,
+        });
+    }
+    let order = lexsort_to_indices(&keys, None).map_err(DataFusionError::from)?;
+    Ok(take_record_batch(batch, &order).map_err(DataFusionError::from)?)
 }
 
 /// Row indices of each trace in a fetched batch, in first-appearance order.
@@ -343,7 +379,7 @@ pub(crate) fn summarize(t: &Trace<'_>, trace_id: TraceId) -> TraceSummary {
 /// Summaries of the traces `ids`, in the order given (unknown ids are skipped).
 pub async fn summaries(
     ctx: &SessionContext,
-    table: Arc<dyn TableProvider>,
+    table: Arc<SpansTable>,
     ids: &[TraceId],
 ) -> Result<Vec<TraceSummary>> {
     let Some(batch) = fetch(ctx, table, ids).await? else {
@@ -383,7 +419,7 @@ pub struct SegmentDocument {
 /// Unknown ids are left out.
 pub async fn documents(
     ctx: &SessionContext,
-    table: Arc<dyn TableProvider>,
+    table: Arc<SpansTable>,
     ids: &[TraceId],
 ) -> Result<Vec<TraceDocuments>> {
     let Some(batch) = fetch(ctx, table, ids).await? else {

@@ -15,10 +15,12 @@ use arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
 use arrow::datatypes::{Int64Type, UInt64Type};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::bloom_filter::Sbbf;
-use parquet::file::metadata::KeyValue;
+use parquet::file::metadata::{KeyValue, PageIndexPolicy};
 use parquet::file::properties::ReaderProperties;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::reader::{FileReader, SerializedFileReader};
@@ -237,6 +239,47 @@ pub fn read_columns(
         None => builder,
     };
     let reader = builder.with_batch_size(8192).build().map_err(pq)?;
+    reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(Error::from)
+}
+
+/// The footer and page index of a data file, read once to read the file many times
+/// ([`read_rows`]).
+pub fn reader_metadata(root: &Path, meta: &FileMeta) -> Result<ArrowReaderMetadata> {
+    let (f, path) = open(root, meta)?;
+    let m = ArrowReaderMetadata::load(
+        &f,
+        ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
+    )
+    .map_err(|source| Error::Parquet {
+        path: path.clone(),
+        source,
+    })?;
+    check_version(&path, m.metadata().file_metadata().key_value_metadata())?;
+    Ok(m)
+}
+
+/// Reads some rows of a data file: the row groups `row_groups` (ascending), within them
+/// the rows `selection` selects (it covers exactly those row groups' rows).
+pub fn read_rows(
+    root: &Path,
+    meta: &FileMeta,
+    metadata: &ArrowReaderMetadata,
+    row_groups: Vec<usize>,
+    selection: RowSelection,
+) -> Result<Vec<RecordBatch>> {
+    let (f, path) = open(root, meta)?;
+    let pq = |source| Error::Parquet {
+        path: path.clone(),
+        source,
+    };
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(f, metadata.clone())
+        .with_row_groups(row_groups)
+        .with_row_selection(selection)
+        .with_batch_size(8192)
+        .build()
+        .map_err(pq)?;
     reader
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(Error::from)
