@@ -11,12 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p tracelake-cli -p tracelake-benches --bins
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-venv="$target_dir/venv"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import pyarrow, duckdb' 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check pyarrow duckdb
-fi
+source scripts/python-env.sh
 work="${TRACELAKE_BENCH_WORK:-$target_dir/bench}"
 exec "$target_dir/release/tracelake-harness" --work "$work" \
   --tracelake "$target_dir/release/tracelake" --python "$venv/bin/python" "$@"

@@ -428,15 +428,7 @@ impl SpansTable {
                 out.push(conform(b, &self.schema)?);
             }
         }
-        let mut memory: Vec<RecordBatch> = Vec::new();
-        for m in &snap.memory {
-            if !resolutions.contains_key(&m.partition) {
-                memory.extend(m.batches.iter().cloned());
-            }
-        }
-        for (_, live) in resolutions.into_values() {
-            memory.extend(live);
-        }
+        let memory = live_memory(&snap, resolutions);
         out.extend(memory_rows_of(memory, traces)?);
         Ok(Some(out))
     }
@@ -545,15 +537,7 @@ impl SpansTable {
             inputs.push(DataSourceExec::from_data_source(config));
         }
 
-        let mut memory: Vec<RecordBatch> = Vec::new();
-        for m in &snap.memory {
-            if !resolutions.contains_key(&m.partition) {
-                memory.extend(m.batches.iter().cloned());
-            }
-        }
-        for (_, live) in resolutions.into_values() {
-            memory.extend(live);
-        }
+        let mut memory = live_memory(&snap, resolutions);
         if let Some(t) = traces {
             memory = memory_rows_of(memory, t)?;
         }
@@ -575,6 +559,23 @@ impl SpansTable {
         }
         UnionExec::try_new(inputs)
     }
+}
+
+/// The snapshot's memtable rows, with the losers of resolved partitions left out.
+fn live_memory(
+    snap: &Snapshot,
+    resolutions: HashMap<PartitionKey, (FileKeep, Vec<RecordBatch>)>,
+) -> Vec<RecordBatch> {
+    let mut memory: Vec<RecordBatch> = Vec::new();
+    for m in &snap.memory {
+        if !resolutions.contains_key(&m.partition) {
+            memory.extend(m.batches.iter().cloned());
+        }
+    }
+    for (_, live) in resolutions.into_values() {
+        memory.extend(live);
+    }
+    memory
 }
 
 /// A batch read from a file, with the table's schema (a file written by an older
