@@ -348,7 +348,10 @@ impl TableProvider for SpansTable {
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let traces = if self.use_indexes {
-            trace_filter(filters)
+            trace_filter(filters).map(|mut t| {
+                t.sort_unstable();
+                t
+            })
         } else {
             None
         };
@@ -387,9 +390,11 @@ impl SpansTable {
             }
         }
         let resolutions = self.resolutions(&snap)?;
+        let mut traces = traces.to_vec();
+        traces.sort_unstable();
         let mut out = Vec::new();
         for (f, index) in snap.files.iter().zip(&indexes) {
-            let wanted = rows_of_traces(index, traces);
+            let wanted = rows_of_traces(index, &traces);
             if wanted.is_empty() {
                 let groups = (f.rows as usize).div_ceil(datafile::ROW_GROUP_ROWS);
                 self.counters.add(0, groups);
@@ -429,7 +434,7 @@ impl SpansTable {
             }
         }
         let memory = live_memory(&snap, resolutions);
-        out.extend(memory_rows_of(memory, traces)?);
+        out.extend(memory_rows_of(memory, &traces)?);
         Ok(Some(out))
     }
 
@@ -451,8 +456,8 @@ impl SpansTable {
         Ok(m)
     }
 
-    /// The scan, limited to the rows of `traces` in files with a sidecar when given (the
-    /// memtable is never limited: the caller filters it, or treats it as candidates).
+    /// The scan, limited to the rows of `traces` (ascending) when given, in files with a
+    /// sidecar and in the memtable.
     fn scan_traces(
         &self,
         state: &dyn Session,

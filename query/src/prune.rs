@@ -225,10 +225,17 @@ pub(crate) fn candidate_traces(
     }
 }
 
-/// The rows of a file that belong to `traces`: ascending, disjoint row ranges (a trace's
-/// rows are contiguous, the file being sorted by trace id).
+/// The rows of a file that belong to `traces` (ascending): ascending, disjoint row ranges
+/// (a trace's rows are contiguous, the file being sorted by trace id). Only the traces
+/// within the file's id bounds are looked up.
 pub(crate) fn rows_of_traces(index: &Index, traces: &[TraceId]) -> Vec<Range<u32>> {
-    let mut out: Vec<Range<u32>> = traces.iter().filter_map(|t| index.trace_rows(t)).collect();
+    let Some((lo, hi)) = index.trace_bounds() else {
+        return Vec::new();
+    };
+    let from = traces.partition_point(|t| *t < lo);
+    let to = traces.partition_point(|t| *t <= hi);
+    let within = traces.get(from..to).unwrap_or_default();
+    let mut out: Vec<Range<u32>> = within.iter().filter_map(|t| index.trace_rows(t)).collect();
     out.sort_unstable_by_key(|r| r.start);
     let mut merged: Vec<Range<u32>> = Vec::with_capacity(out.len());
     for r in out {

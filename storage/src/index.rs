@@ -622,6 +622,12 @@ impl Index {
         None
     }
 
+    /// The smallest and largest trace id of the file (`None` when it has no rows).
+    pub fn trace_bounds(&self) -> Option<(TraceId, TraceId)> {
+        let last = self.traces.checked_sub(1)?;
+        Some((TraceId(self.trace(0).0), TraceId(self.trace(last).0)))
+    }
+
     /// Every trace of the file.
     pub fn traces(&self) -> impl Iterator<Item = TraceId> + '_ {
         (0..self.traces).map(|i| TraceId(self.trace(i).0))
