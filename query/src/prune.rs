@@ -18,6 +18,10 @@ use tracelake_storage::{Snapshot, TraceId};
 
 use crate::lower::{Candidates, Probe};
 
+/// A set of trace ids with a fast hash (ids are random; SipHash showed up in profiles of
+/// selective searches over large stores).
+pub(crate) type TraceSet = HashSet<TraceId, foldhash::fast::RandomState>;
+
 /// Open sidecars by file id (`None`: the sidecar is unusable; the file is scanned).
 #[derive(Debug, Default)]
 pub(crate) struct IndexCache {
@@ -67,7 +71,7 @@ impl IndexCache {
 }
 
 /// Trace ids of the memtable rows of a snapshot.
-fn memtable_traces(snap: &Snapshot, out: &mut HashSet<TraceId>) {
+fn memtable_traces(snap: &Snapshot, out: &mut TraceSet) {
     for m in &snap.memory {
         for b in &m.batches {
             if let Some(ids) = b
@@ -85,7 +89,7 @@ fn memtable_traces(snap: &Snapshot, out: &mut HashSet<TraceId>) {
 }
 
 /// The traces of rows in `rows` (ascending), walking the trace directory once.
-fn traces_of_rows(index: &Index, rows: &RoaringBitmap, out: &mut HashSet<TraceId>) {
+fn traces_of_rows(index: &Index, rows: &RoaringBitmap, out: &mut TraceSet) {
     let mut last: Option<(TraceId, std::ops::Range<u32>)> = None;
     for r in rows {
         if let Some((_, range)) = &last
@@ -152,7 +156,7 @@ pub(crate) fn count_traces(
             n
         }
     };
-    let mut memory = HashSet::new();
+    let mut memory = TraceSet::default();
     memtable_traces(snap, &mut memory);
     count += memory
         .iter()
@@ -191,11 +195,11 @@ pub(crate) fn candidate_traces(
     snap: &Snapshot,
     cache: &IndexCache,
     c: &Candidates,
-) -> Option<HashSet<TraceId>> {
+) -> Option<TraceSet> {
     match c {
         Candidates::All => None,
         Candidates::Probe(p) => {
-            let mut out = HashSet::new();
+            let mut out = TraceSet::default();
             for f in snap.files.iter() {
                 let index = cache.get(&snap.root, f)?;
                 traces_of_rows(&index, &probe(&index, p)?, &mut out);
@@ -204,7 +208,7 @@ pub(crate) fn candidate_traces(
             Some(out)
         }
         Candidates::And(v) => {
-            let mut acc: Option<HashSet<TraceId>> = None;
+            let mut acc: Option<TraceSet> = None;
             for x in v {
                 if let Some(s) = candidate_traces(snap, cache, x) {
                     acc = Some(match acc {
@@ -216,7 +220,7 @@ pub(crate) fn candidate_traces(
             acc
         }
         Candidates::Or(v) => {
-            let mut acc = HashSet::new();
+            let mut acc = TraceSet::default();
             for x in v {
                 acc.extend(candidate_traces(snap, cache, x)?);
             }
