@@ -217,31 +217,7 @@ pub fn read_columns(
     meta: &FileMeta,
     columns: Option<&[&str]>,
 ) -> Result<Vec<RecordBatch>> {
-    let (f, path) = open(root, meta)?;
-    let pq = |source| Error::Parquet {
-        path: path.clone(),
-        source,
-    };
-    let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(pq)?;
-    check_version(
-        &path,
-        builder.metadata().file_metadata().key_value_metadata(),
-    )?;
-    let builder = match columns {
-        Some(cols) => {
-            let schema = builder.parquet_schema();
-            let idx: Vec<usize> = (0..schema.num_columns())
-                .filter(|&i| cols.contains(&schema.column(i).path().parts()[0].as_str()))
-                .collect();
-            let mask = ProjectionMask::leaves(schema, idx);
-            builder.with_projection(mask)
-        }
-        None => builder,
-    };
-    let reader = builder.with_batch_size(8192).build().map_err(pq)?;
-    reader
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(Error::from)
+    read_selected(root, meta, columns, None)
 }
 
 /// The footer and page index of a data file, read once to read the file many times
@@ -258,6 +234,63 @@ pub fn reader_metadata(root: &Path, meta: &FileMeta) -> Result<ArrowReaderMetada
     })?;
     check_version(&path, m.metadata().file_metadata().key_value_metadata())?;
     Ok(m)
+}
+
+/// Reads some columns of some rows of a data file: the rows in `ranges` (ascending,
+/// disjoint), with pages outside them skipped where the page index allows.
+pub fn read_columns_of_rows(
+    root: &Path,
+    meta: &FileMeta,
+    columns: &[&str],
+    ranges: &[std::ops::Range<u32>],
+) -> Result<Vec<RecordBatch>> {
+    read_selected(root, meta, Some(columns), Some(ranges))
+}
+
+fn read_selected(
+    root: &Path,
+    meta: &FileMeta,
+    columns: Option<&[&str]>,
+    ranges: Option<&[std::ops::Range<u32>]>,
+) -> Result<Vec<RecordBatch>> {
+    let (f, path) = open(root, meta)?;
+    let pq = |source| Error::Parquet {
+        path: path.clone(),
+        source,
+    };
+    let options = ArrowReaderOptions::new().with_page_index_policy(if ranges.is_some() {
+        PageIndexPolicy::Optional
+    } else {
+        PageIndexPolicy::Skip
+    });
+    let mut builder =
+        ParquetRecordBatchReaderBuilder::try_new_with_options(f, options).map_err(pq)?;
+    check_version(
+        &path,
+        builder.metadata().file_metadata().key_value_metadata(),
+    )?;
+    if let Some(cols) = columns {
+        let schema = builder.parquet_schema();
+        let idx: Vec<usize> = (0..schema.num_columns())
+            .filter(|&i| cols.contains(&schema.column(i).path().parts()[0].as_str()))
+            .collect();
+        let mask = ProjectionMask::leaves(schema, idx);
+        builder = builder.with_projection(mask);
+    }
+    if let Some(ranges) = ranges {
+        let total = builder.metadata().file_metadata().num_rows().max(0) as usize;
+        let selection = RowSelection::from_consecutive_ranges(
+            ranges
+                .iter()
+                .map(|r| r.start as usize..(r.end as usize).min(total)),
+            total,
+        );
+        builder = builder.with_row_selection(selection);
+    }
+    let reader = builder.with_batch_size(8192).build().map_err(pq)?;
+    reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(Error::from)
 }
 
 /// Reads some rows of a data file: the row groups `row_groups` (ascending), within them

@@ -628,6 +628,53 @@ impl Index {
         Some((TraceId(self.trace(0).0), TraceId(self.trace(last).0)))
     }
 
+    /// Positions in the trace directory of the traces in `[lo, hi]`.
+    pub fn trace_positions(&self, lo: &TraceId, hi: &TraceId) -> std::ops::Range<usize> {
+        let first_not_below = |bound: &[u8; 16], inclusive: bool| {
+            let (mut a, mut b) = (0, self.traces);
+            while a < b {
+                let mid = (a + b) / 2;
+                let t = self.trace(mid).0;
+                if t < *bound || (inclusive && t == *bound) {
+                    a = mid + 1;
+                } else {
+                    b = mid;
+                }
+            }
+            a
+        };
+        let from = first_not_below(lo.as_bytes(), false);
+        let to = first_not_below(hi.as_bytes(), true);
+        from..to.max(from)
+    }
+
+    /// The position in the trace directory of the trace holding `row`, searching from
+    /// position `from` on (rows ascending: pass the last answer).
+    pub fn trace_position_of_row(&self, row: u32, from: usize) -> Option<usize> {
+        let (mut lo, mut hi) = (from.min(self.traces), self.traces);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let (_, first, count) = self.trace(mid);
+            if row < first {
+                hi = mid;
+            } else if row >= first.saturating_add(count) {
+                lo = mid + 1;
+            } else {
+                return Some(mid);
+            }
+        }
+        None
+    }
+
+    /// The trace at a position of the trace directory, with its rows.
+    pub fn trace_at(&self, pos: usize) -> Option<(TraceId, std::ops::Range<u32>)> {
+        if pos >= self.traces {
+            return None;
+        }
+        let (t, first, count) = self.trace(pos);
+        Some((TraceId(t), first..first.saturating_add(count)))
+    }
+
     /// Every trace of the file.
     pub fn traces(&self) -> impl Iterator<Item = TraceId> + '_ {
         (0..self.traces).map(|i| TraceId(self.trace(i).0))

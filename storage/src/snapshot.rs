@@ -17,6 +17,7 @@ use arrow::datatypes::UInt64Type;
 use crate::datafile;
 use crate::error::{Error, Result};
 use crate::flatten::RowKey;
+use crate::index::Index;
 use crate::manifest::FileMeta;
 use crate::memtable::{MemRows, RowVersion};
 use crate::partition::PartitionKey;
@@ -59,8 +60,20 @@ impl Snapshot {
         out
     }
 
-    /// Resolves upserts in one partition.
+    /// Resolves upserts in one partition, reading every key of its files.
     pub fn resolve(&self, partition: PartitionKey) -> Result<Resolution> {
+        self.resolve_with(partition, &|_| None)
+    }
+
+    /// Resolves upserts in one partition. When the partition has no memtable rows and
+    /// `index` gives every file's sidecar, only the rows of traces found in more than
+    /// one file are read: a file holds each key once (the memtable it came from kept one
+    /// version), so only a trace in several files can have a key twice.
+    pub fn resolve_with(
+        &self,
+        partition: PartitionKey,
+        index: &dyn Fn(&FileMeta) -> Option<Arc<Index>>,
+    ) -> Result<Resolution> {
         let files: Vec<&FileMeta> = self
             .files
             .iter()
@@ -72,22 +85,41 @@ impl Snapshot {
             .filter(|m| m.partition == partition)
             .flat_map(|m| m.batches.iter())
             .collect();
-        // sources: files first, then memtable batches
-        let mut keys_per_source: Vec<Vec<RecordBatch>> =
+        let shared = if mems.iter().all(|b| b.num_rows() == 0) {
+            shared_rows(&files, index)
+        } else {
+            None
+        };
+        // sources: files first, then memtable batches; with the file row of each key
+        // read when only some rows are read
+        let mut sources: Vec<(Vec<RecordBatch>, Option<Vec<u32>>)> =
             Vec::with_capacity(files.len() + mems.len());
-        for f in &files {
-            keys_per_source.push(datafile::read_columns(
-                &self.root,
-                f,
-                Some(datafile::KEY_COLUMNS),
-            )?);
+        for (i, f) in files.iter().enumerate() {
+            match shared.as_ref().and_then(|s| s.get(i)) {
+                Some(ranges) if ranges.is_empty() => sources.push((Vec::new(), Some(Vec::new()))),
+                Some(ranges) => {
+                    let rows = ranges.iter().flat_map(|r| r.clone()).collect();
+                    let batches = datafile::read_columns_of_rows(
+                        &self.root,
+                        f,
+                        datafile::KEY_COLUMNS,
+                        ranges,
+                    )?;
+                    sources.push((batches, Some(rows)));
+                }
+                None => sources.push((
+                    datafile::read_columns(&self.root, f, Some(datafile::KEY_COLUMNS))?,
+                    None,
+                )),
+            }
         }
         for m in &mems {
-            keys_per_source.push(vec![(*m).clone()]);
+            sources.push((vec![(*m).clone()], None));
         }
-        let mut best: HashMap<RowKey, (usize, usize, RowVersion)> = HashMap::new();
-        let mut sizes = Vec::with_capacity(keys_per_source.len());
-        for (si, batches) in keys_per_source.iter().enumerate() {
+        let mut best: HashMap<RowKey, (usize, usize, RowVersion), foldhash::fast::RandomState> =
+            HashMap::default();
+        let mut sizes = Vec::with_capacity(sources.len());
+        for (si, (batches, _)) in sources.iter().enumerate() {
             let mut row_base = 0;
             for b in batches {
                 let traces = b
@@ -140,9 +172,13 @@ impl Snapshot {
         }
         let mut res = Resolution::default();
         for (i, f) in files.iter().enumerate() {
+            let rows = sources[i].1.as_deref();
             let dropped: Vec<u32> = (0..keep[i].len())
                 .filter(|&r| !keep[i][r])
-                .map(|r| r as u32)
+                .map(|r| {
+                    rows.and_then(|rows| rows.get(r).copied())
+                        .unwrap_or(r as u32)
+                })
                 .collect();
             if !dropped.is_empty() {
                 res.file_dropped.insert(f.id, dropped);
@@ -214,4 +250,63 @@ impl Snapshot {
             .sum();
         f + m as u64
     }
+}
+
+/// Per file of a partition, the row ranges (ascending, disjoint) of the traces that also
+/// have rows in another of the files, from the sidecars' trace directories. `None` when a
+/// sidecar is missing, or when the files overlap so much that reading every key is
+/// cheaper than looking traces up.
+fn shared_rows(
+    files: &[&FileMeta],
+    index: &dyn Fn(&FileMeta) -> Option<Arc<Index>>,
+) -> Option<Vec<Vec<std::ops::Range<u32>>>> {
+    let idx: Vec<Arc<Index>> = files.iter().map(|f| index(f)).collect::<Option<_>>()?;
+    let total: usize = idx.iter().map(|i| i.trace_count()).sum();
+    let mut budget = total.saturating_mul(2).saturating_add(1024);
+    let mut out: Vec<Vec<std::ops::Range<u32>>> = vec![Vec::new(); files.len()];
+    for i in 0..idx.len() {
+        for j in i + 1..idx.len() {
+            let (Some((lo_i, hi_i)), Some((lo_j, hi_j))) =
+                (idx[i].trace_bounds(), idx[j].trace_bounds())
+            else {
+                continue;
+            };
+            let (lo, hi) = (lo_i.max(lo_j), hi_i.min(hi_j));
+            if lo > hi {
+                continue;
+            }
+            let (wi, wj) = (
+                idx[i].trace_positions(&lo, &hi),
+                idx[j].trace_positions(&lo, &hi),
+            );
+            // walk the smaller window, look each trace up in the other file
+            let (a, b, window) = if wi.len() <= wj.len() {
+                (i, j, wi)
+            } else {
+                (j, i, wj)
+            };
+            budget = budget.checked_sub(window.len())?;
+            for pos in window {
+                let Some((t, rows)) = idx[a].trace_at(pos) else {
+                    continue;
+                };
+                if let Some(other) = idx[b].trace_rows(&t) {
+                    out[a].push(rows);
+                    out[b].push(other);
+                }
+            }
+        }
+    }
+    for ranges in &mut out {
+        ranges.sort_unstable_by_key(|r| r.start);
+        let mut merged: Vec<std::ops::Range<u32>> = Vec::with_capacity(ranges.len());
+        for r in ranges.drain(..) {
+            match merged.last_mut() {
+                Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+                _ => merged.push(r),
+            }
+        }
+        *ranges = merged;
+    }
+    Some(out)
 }

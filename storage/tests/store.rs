@@ -9,6 +9,10 @@ use std::collections::BTreeSet;
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::UInt64Type;
+use std::sync::Arc;
+
+use tracelake_storage::index::Index;
+use tracelake_storage::manifest::FileMeta;
 use tracelake_storage::{ErrorKind, Store, StoreOptions};
 
 fn keys(rows: &[RecordBatch]) -> Vec<(Vec<u8>, u64)> {
@@ -147,6 +151,50 @@ fn ingesting_twice_and_completing_fragments_leave_one_row_per_key() {
         assert_eq!(frag.len(), 1);
         assert!(frag[0].json.get("end_time").is_some());
         store.flush().unwrap();
+    }
+}
+
+#[test]
+fn resolving_with_sidecars_drops_the_same_rows_as_reading_every_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path(), StoreOptions::default()).unwrap();
+    // overlapping files: the corpus, a re-send of part of it, fragments then completions
+    store.ingest(&corpus_bytes(1500)).unwrap();
+    store.flush().unwrap();
+    store.ingest(&corpus_bytes(600)).unwrap();
+    store.flush().unwrap();
+    let edge = common::shared().join("fixtures/edge");
+    store
+        .ingest(&std::fs::read(edge.join("in-progress.json")).unwrap())
+        .unwrap();
+    store.flush().unwrap();
+    store
+        .ingest(&std::fs::read(edge.join("in-progress-completed.json")).unwrap())
+        .unwrap();
+    store.flush().unwrap();
+    let snap = store.snapshot().unwrap();
+    let parts = snap.partitions_to_resolve();
+    assert!(!parts.is_empty());
+    let index = |f: &FileMeta| {
+        Index::open(&snap.root.join(&f.path), f.rows)
+            .ok()
+            .map(Arc::new)
+    };
+    let mut dropped = 0;
+    for p in parts {
+        let every_key = snap.resolve(p).unwrap().file_dropped;
+        let with_sidecars = snap.resolve_with(p, &index).unwrap().file_dropped;
+        assert_eq!(with_sidecars, every_key, "partition {p:?}");
+        dropped += every_key.values().map(Vec::len).sum::<usize>();
+    }
+    assert!(dropped > 600, "the re-sent rows lose: {dropped}");
+    // without sidecars the same
+    let none = |_: &FileMeta| None;
+    for p in snap.partitions_to_resolve() {
+        assert_eq!(
+            snap.resolve_with(p, &none).unwrap().file_dropped,
+            snap.resolve(p).unwrap().file_dropped
+        );
     }
 }
 
