@@ -165,17 +165,25 @@ impl Probe {
     }
 }
 
-/// The traces a program can match, as index probes: a trace outside this set cannot
-/// match, so the scan may skip it.
+/// The traces a program can match, as a condition on their rows: a trace outside this
+/// set cannot match, so the search may skip it. `T` is how one row condition is
+/// checked: an index [`Probe`] ([`Candidates`]) or a row-level `Expr` ([`RowFilter`]).
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Candidates {
+pub(crate) enum Restriction<T> {
     /// No restriction.
     All,
-    /// Traces with a row the probe finds.
-    Probe(Probe),
-    And(Vec<Candidates>),
-    Or(Vec<Candidates>),
+    /// Traces with a row that satisfies the condition.
+    Rows(T),
+    And(Vec<Restriction<T>>),
+    Or(Vec<Restriction<T>>),
 }
+
+/// A restriction the index sidecars answer.
+pub(crate) type Candidates = Restriction<Probe>;
+
+/// A restriction a scan of a few columns answers: traces with rows where the `Expr`s
+/// hold.
+pub(crate) type RowFilter = Restriction<Expr>;
 
 /// A filter expression ready to run: leaves plus program.
 #[derive(Debug, Clone)]
@@ -406,99 +414,200 @@ fn annotation_probe(key: &str, test: &AnnotationTest) -> Option<Probe> {
     }
 }
 
-/// The candidate traces of a program: every trace it can match is in the set.
+/// The candidate traces of a program from index probes: every trace it can match is in
+/// the set.
 pub(crate) fn candidates(p: &Program, probes: &[Option<Probe>]) -> Candidates {
     let leaf = |l: usize| match probes.get(l) {
-        Some(Some(p)) => Candidates::Probe(p.clone()),
-        _ => Candidates::All,
+        Some(Some(p)) => Restriction::Rows(p.clone()),
+        _ => Restriction::All,
     };
+    restriction(
+        p,
+        &RowConditions {
+            leaf: &|l, _| leaf(l),
+            // probes find rows one at a time: each leaf restricts on its own
+            root: &|ls| all_of(ls.iter().map(|&l| leaf(l))),
+            flag: &|column| Restriction::Rows(Probe::flag(column)),
+        },
+    )
+}
+
+/// The candidate traces of a program as row conditions over its leaves: every trace it
+/// can match has, for each condition the restriction combines, a row where it holds.
+/// Leaves read as false when missing, so "the root has the leaf" implies "some segment
+/// row has it" (the root is a segment row).
+pub(crate) fn row_filter(p: &Program, leaves: &[Expr]) -> RowFilter {
+    let segment = || col(c::KIND).eq(lit(kind::SEGMENT));
+    restriction(
+        p,
+        &RowConditions {
+            leaf: &|l, root| match leaves.get(l) {
+                Some(e) if root => Restriction::Rows(segment().and(e.clone())),
+                Some(e) => Restriction::Rows(e.clone()),
+                None => Restriction::All,
+            },
+            // every root leaf of a conjunction holds on one row, the root
+            root: &|ls| {
+                let mut e = segment();
+                for l in ls {
+                    match leaves.get(*l) {
+                        Some(x) => e = e.and(x.clone()),
+                        None => return Restriction::All,
+                    }
+                }
+                Restriction::Rows(e)
+            },
+            flag: &|column| match column {
+                IndexColumn::Fault => Restriction::Rows(coalesce_false(col(c::FAULT))),
+                IndexColumn::Error => Restriction::Rows(coalesce_false(col(c::ERROR))),
+                _ => Restriction::All,
+            },
+        },
+    )
+}
+
+/// Whether the row filter of a program restricts more than its index probes: a leaf it
+/// needs has no probe, or several root leaves must hold on one row.
+pub(crate) fn rows_tighter(p: &Program, probes: &[Option<Probe>]) -> bool {
+    let unprobed = |l: usize| !matches!(probes.get(l), Some(Some(_)));
+    let r = restriction(
+        p,
+        &RowConditions {
+            leaf: &|l, _| Restriction::Rows(unprobed(l)),
+            root: &|ls| Restriction::Rows(ls.len() > 1 || ls.iter().any(|&l| unprobed(l))),
+            flag: &|_| Restriction::Rows(false),
+        },
+    );
+    fn any(r: &Restriction<bool>) -> bool {
+        match r {
+            Restriction::All => false,
+            Restriction::Rows(t) => *t,
+            Restriction::And(v) | Restriction::Or(v) => v.iter().any(any),
+        }
+    }
+    any(&r)
+}
+
+/// How row conditions restrict traces, for [`restriction`].
+struct RowConditions<'a, T> {
+    /// Leaf `l` holds on some row (on a segment row, the root, when the flag is set).
+    leaf: &'a dyn Fn(usize, bool) -> Restriction<T>,
+    /// Every one of these leaves holds on the root.
+    root: &'a dyn Fn(&[usize]) -> Restriction<T>,
+    /// The flag is set on some row.
+    flag: &'a dyn Fn(IndexColumn) -> Restriction<T>,
+}
+
+/// The restriction of a program, given how leaves and flags restrict rows. Every leaf value the program reads for a trace is some row's value
+/// of that leaf (the root's, a node's row, an inferred node's calling row), so a trace
+/// the program matches has a row where each positive leaf it needs holds.
+fn restriction<T: Clone + PartialEq>(p: &Program, how: &RowConditions<'_, T>) -> Restriction<T> {
+    let leaf = how.leaf;
     let select = |s: Select| match s {
-        Select::Leaf(l) => leaf(l),
-        Select::All => Candidates::All,
-        Select::Never => Candidates::Or(Vec::new()),
+        Select::Leaf(l) => leaf(l, false),
+        Select::All => Restriction::All,
+        Select::Never => Restriction::Or(Vec::new()),
     };
     match p {
-        Program::And(v) => all_of(v.iter().map(|x| candidates(x, probes))),
-        Program::Or(v) => any_of(v.iter().map(|x| candidates(x, probes))),
-        // the root's value is some row's value
-        Program::Any(l) | Program::Root(l) => leaf(*l),
+        Program::And(v) => {
+            let roots: Vec<usize> = v
+                .iter()
+                .filter_map(|x| match x {
+                    Program::Root(l) => Some(*l),
+                    _ => None,
+                })
+                .collect();
+            let rest = v
+                .iter()
+                .filter(|x| !matches!(x, Program::Root(_)))
+                .map(|x| restriction(x, how));
+            if roots.is_empty() {
+                all_of(rest)
+            } else {
+                all_of(std::iter::once((how.root)(&roots)).chain(rest))
+            }
+        }
+        Program::Or(v) => any_of(v.iter().map(|x| restriction(x, how))),
+        Program::Any(l) => leaf(*l, false),
+        // the root's value is a segment row's value
+        Program::Root(l) => leaf(*l, true),
         Program::Service { seg, inf, body } => {
             let (a, b) = (select(*seg), select(*inf));
-            let node = if a == Candidates::All || b == Candidates::All {
-                Candidates::All
+            let node = if a == Restriction::All || b == Restriction::All {
+                Restriction::All
             } else {
-                Candidates::Or(vec![a, b])
+                Restriction::Or(vec![a, b])
             };
-            both(node, body.as_ref().map(|b| row_candidates(b, probes)))
+            both(node, body.as_ref().map(|b| row_restriction(b, leaf)))
         }
         Program::Edge { from, body, .. } => both(
             select(*from),
-            body.as_ref().map(|b| row_candidates(b, probes)),
+            body.as_ref().map(|b| row_restriction(b, leaf)),
         ),
         Program::RootCause { kind, .. } => match kind {
-            RootCauseKind::Fault => Candidates::Probe(Probe::flag(IndexColumn::Fault)),
-            RootCauseKind::Error => Candidates::Probe(Probe::flag(IndexColumn::Error)),
-            RootCauseKind::ResponseTime => Candidates::All,
+            RootCauseKind::Fault => (how.flag)(IndexColumn::Fault),
+            RootCauseKind::Error => (how.flag)(IndexColumn::Error),
+            RootCauseKind::ResponseTime => Restriction::All,
         },
         Program::Not(_) | Program::Inferred | Program::Duration(..) | Program::RootCauseJson(_) => {
-            Candidates::All
+            Restriction::All
         }
     }
 }
 
 /// Traces every part allows (parts without a restriction drop out).
-fn all_of(parts: impl Iterator<Item = Candidates>) -> Candidates {
-    let parts: Vec<Candidates> = parts.filter(|c| *c != Candidates::All).collect();
+fn all_of<T: PartialEq>(parts: impl Iterator<Item = Restriction<T>>) -> Restriction<T> {
+    let parts: Vec<Restriction<T>> = parts.filter(|c| *c != Restriction::All).collect();
     if parts.is_empty() {
-        Candidates::All
+        Restriction::All
     } else {
-        Candidates::And(parts)
+        Restriction::And(parts)
     }
 }
 
 /// Traces some part allows (no restriction if one part has none).
-fn any_of(parts: impl Iterator<Item = Candidates>) -> Candidates {
-    let parts: Vec<Candidates> = parts.collect();
-    if parts.contains(&Candidates::All) {
-        Candidates::All
+fn any_of<T: PartialEq>(parts: impl Iterator<Item = Restriction<T>>) -> Restriction<T> {
+    let parts: Vec<Restriction<T>> = parts.collect();
+    if parts.contains(&Restriction::All) {
+        Restriction::All
     } else {
-        Candidates::Or(parts)
+        Restriction::Or(parts)
     }
 }
 
 /// Both restrictions (a trace must pass each).
-fn both(a: Candidates, b: Option<Candidates>) -> Candidates {
+fn both<T>(a: Restriction<T>, b: Option<Restriction<T>>) -> Restriction<T> {
     match (a, b) {
-        (a, None | Some(Candidates::All)) => a,
-        (Candidates::All, Some(b)) => b,
-        (a, Some(b)) => Candidates::And(vec![a, b]),
+        (a, None | Some(Restriction::All)) => a,
+        (Restriction::All, Some(b)) => b,
+        (a, Some(b)) => Restriction::And(vec![a, b]),
     }
 }
 
 /// The traces a body inside braces can hold on: the row it holds on is in the trace.
-fn row_candidates(p: &RowProgram, probes: &[Option<Probe>]) -> Candidates {
+fn row_restriction<T: Clone + PartialEq>(
+    p: &RowProgram,
+    leaf: &dyn Fn(usize, bool) -> Restriction<T>,
+) -> Restriction<T> {
     let select = |s: Select| match s {
-        Select::Leaf(l) => match probes.get(l) {
-            Some(Some(p)) => Candidates::Probe(p.clone()),
-            _ => Candidates::All,
-        },
-        Select::All => Candidates::All,
-        Select::Never => Candidates::Or(Vec::new()),
+        Select::Leaf(l) => leaf(l, false),
+        Select::All => Restriction::All,
+        Select::Never => Restriction::Or(Vec::new()),
     };
     match p {
         RowProgram::Leaf { seg, inf } => {
             let (a, b) = (select(*seg), select(*inf));
             if a == b {
                 a
-            } else if a == Candidates::All || b == Candidates::All {
-                Candidates::All
+            } else if a == Restriction::All || b == Restriction::All {
+                Restriction::All
             } else {
-                Candidates::Or(vec![a, b])
+                Restriction::Or(vec![a, b])
             }
         }
-        RowProgram::And(v) => all_of(v.iter().map(|x| row_candidates(x, probes))),
-        RowProgram::Or(v) => any_of(v.iter().map(|x| row_candidates(x, probes))),
-        RowProgram::Not(_) | RowProgram::IsRoot | RowProgram::IsInferred => Candidates::All,
+        RowProgram::And(v) => all_of(v.iter().map(|x| row_restriction(x, leaf))),
+        RowProgram::Or(v) => any_of(v.iter().map(|x| row_restriction(x, leaf))),
+        RowProgram::Not(_) | RowProgram::IsRoot | RowProgram::IsInferred => Restriction::All,
     }
 }
 

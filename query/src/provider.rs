@@ -188,7 +188,12 @@ impl SpansTable {
         if let Some(k) = self.cache().get(&key) {
             return Ok((Arc::clone(k), Vec::new()));
         }
-        let keep: FileKeep = Arc::new(snap.resolve(p)?.file_dropped);
+        let index = |f: &tracelake_storage::manifest::FileMeta| {
+            self.use_indexes
+                .then(|| self.indexes.get(&snap.root, f))
+                .flatten()
+        };
+        let keep: FileKeep = Arc::new(snap.resolve_with(p, &index)?.file_dropped);
         let mut c = self.cache();
         if c.len() >= RESOLUTION_CACHE {
             c.clear();
@@ -525,8 +530,11 @@ impl SpansTable {
                 store,
                 runtime.cache_manager.get_file_metadata_cache(),
             );
+            let parquet = &state.config_options().execution.parquet;
             let mut source = ParquetSource::new(Arc::clone(&self.schema))
                 .with_enable_page_index(true)
+                .with_pushdown_filters(parquet.pushdown_filters)
+                .with_reorder_filters(parquet.reorder_filters)
                 .with_parquet_file_reader_factory(Arc::new(reader));
             if let Some(pred) = conjunction(filters.iter().cloned()) {
                 let df_schema = DFSchema::try_from(Arc::clone(&self.schema))?;
@@ -631,12 +639,14 @@ fn rows_of(b: &RecordBatch, traces: &[TraceId]) -> DfResult<RecordBatch> {
     Ok(filter_record_batch(b, &mask)?)
 }
 
-/// The `spans` table limited to some traces (and every memtable row): the scan of a
-/// filter whose index probes found candidate traces.
+/// The `spans` table of one snapshot, limited to some traces (and every memtable row)
+/// or whole: the scans of a filter whose candidate traces were computed on that
+/// snapshot, and of the prefilter that computed them.
 #[derive(Debug)]
 pub(crate) struct RestrictedSpans {
     pub(crate) table: Arc<SpansTable>,
-    pub(crate) traces: Arc<Vec<TraceId>>,
+    /// `None`: every trace of the snapshot.
+    pub(crate) traces: Option<Arc<Vec<TraceId>>>,
     /// The snapshot the candidates were computed on: the scan must read the same one,
     /// or a row arriving in between could make a partial trace look complete.
     pub(crate) snapshot: Snapshot,
@@ -671,7 +681,7 @@ impl TableProvider for RestrictedSpans {
             projection,
             filters,
             limit,
-            Some(&self.traces),
+            self.traces.as_deref().map(Vec::as_slice),
             self.snapshot.clone(),
         )
     }

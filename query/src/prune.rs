@@ -90,17 +90,19 @@ fn memtable_traces(snap: &Snapshot, out: &mut TraceSet) {
 
 /// The traces of rows in `rows` (ascending), walking the trace directory once.
 fn traces_of_rows(index: &Index, rows: &RoaringBitmap, out: &mut TraceSet) {
-    let mut last: Option<(TraceId, std::ops::Range<u32>)> = None;
+    // rows ascend, so each trace is found at or after the previous one
+    let mut from = 0;
+    let mut last: Option<std::ops::Range<u32>> = None;
     for r in rows {
-        if let Some((_, range)) = &last
-            && range.contains(&r)
-        {
+        if last.as_ref().is_some_and(|range| range.contains(&r)) {
             continue;
         }
-        if let Some(t) = index.trace_of_row(r) {
-            let range = index.trace_rows(&t).unwrap_or(r..r + 1);
+        if let Some(pos) = index.trace_position_of_row(r, from)
+            && let Some((t, range)) = index.trace_at(pos)
+        {
             out.insert(t);
-            last = Some((t, range));
+            from = pos + 1;
+            last = Some(range);
         }
     }
 }
@@ -198,7 +200,7 @@ pub(crate) fn candidate_traces(
 ) -> Option<TraceSet> {
     match c {
         Candidates::All => None,
-        Candidates::Probe(p) => {
+        Candidates::Rows(p) => {
             let mut out = TraceSet::default();
             for f in snap.files.iter() {
                 let index = cache.get(&snap.root, f)?;

@@ -19,6 +19,7 @@ use arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::{TableProvider, provider_as_source};
 use datafusion::execution::context::SessionContext;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::functions::core::expr_fn::named_struct;
 use datafusion::functions_aggregate::expr_fn::{array_agg, bool_or, max, min};
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, ScalarUDF, cast, col, lit};
@@ -26,8 +27,8 @@ use tracelake_storage::schema::{col as c, kind};
 use tracelake_storage::{Snapshot, TraceId};
 
 use crate::error::Result;
-use crate::lower::{Candidates, candidates};
 use crate::lower::{CompiledFilter, Program, RowProgram, Select};
+use crate::lower::{Restriction, RowFilter, candidates, row_filter, rows_tighter};
 use crate::provider::{RestrictedSpans, SpansTable};
 use crate::prune;
 use crate::rootcause;
@@ -228,14 +229,18 @@ pub fn sampled(t: &TraceId, rate: Option<f64>) -> bool {
     v < rate
 }
 
-/// Candidate traces from the index sidecars, when the filter has probes and every
-/// sidecar is usable: `(candidates in range, sampled and older than the page's `after`,
-/// ascending; traces in range and sampled over the store; the snapshot they come from)`.
-/// Without a page request the candidates must also be few enough to pay (a third of
-/// the traces in range); with one, the newest are evaluated first and the rest only if
-/// the page needs them.
-fn index_candidates(
-    table: &SpansTable,
+/// Candidate traces, when the filter restricts them and every sidecar is usable:
+/// `(candidates in range, sampled and older than the page's `after`, ascending; traces
+/// in range and sampled over the store; the snapshot they come from)`.
+///
+/// The index sidecars answer first. When they cannot restrict (a leaf without a probe,
+/// such as `responsetime > 2`) or find too many traces, a prefilter scan reads only the
+/// columns of the leaves ([`scan_candidates`]). Without a page request the candidates
+/// must also be few enough to pay (a third of the traces in range); with one, the newest
+/// are evaluated first and the rest only if the page needs them.
+async fn candidate_traces(
+    ctx: &SessionContext,
+    table: &Arc<SpansTable>,
     filter: &CompiledFilter,
     range: Option<TimeRange>,
     page: Option<PageRequest>,
@@ -243,8 +248,9 @@ fn index_candidates(
     if !table.uses_indexes() || range.is_some_and(|r| r.kind != RangeType::TraceId) {
         return Ok(None);
     }
-    let cands = candidates(&filter.program, &filter.probes);
-    if cands == Candidates::All {
+    let probes = candidates(&filter.program, &filter.probes);
+    let rows = row_filter(&filter.program, &filter.leaves);
+    if probes == Restriction::All && rows == Restriction::All {
         return Ok(None);
     }
     let snap = table.snapshot()?;
@@ -255,21 +261,144 @@ fn index_candidates(
     }) else {
         return Ok(None);
     };
-    let Some(set) = prune::candidate_traces(&snap, &table.indexes, &cands) else {
-        return Ok(None);
-    };
     let after = page.and_then(|p| p.after);
-    let mut set: Vec<TraceId> = set
-        .into_iter()
-        .filter(|t| in_range_by_id(t, range) && sampled(t, rate))
-        .filter(|t| after.is_none_or(|a| *t < a))
-        .collect();
+    let keep =
+        |t: &TraceId| in_range_by_id(t, range) && sampled(t, rate) && after.is_none_or(|a| *t < a);
     // Limiting a whole scan pays only when it skips most of the traces in range.
-    if page.is_none() && set.len() as u64 * 3 > processed {
-        return Ok(None);
-    }
+    let pays = |n: usize| page.is_some() || n as u64 * 3 <= processed;
+    // A large index answer is worth narrowing by a prefilter scan when the row filter
+    // is tighter (`http.status = 500 AND responsetime > 2`: the index knows the status
+    // only).
+    let narrow = |n: usize| {
+        n as u64 > (processed / 64).max(PREFILTER_ABOVE)
+            && rows_tighter(&filter.program, &filter.probes)
+    };
+    let from_index = if probes == Restriction::All {
+        None
+    } else {
+        prune::candidate_traces(&snap, &table.indexes, &probes)
+            .map(|set| set.into_iter().filter(keep).collect::<Vec<_>>())
+            .filter(|set| pays(set.len()) && !narrow(set.len()))
+    };
+    let mut set = match from_index {
+        Some(set) => set,
+        None if rows == Restriction::All => return Ok(None),
+        None => {
+            let found = scan_candidates(ctx, table, &rows, snap.clone(), range).await?;
+            let set: Vec<TraceId> = found.into_iter().filter(keep).collect();
+            if !pays(set.len()) {
+                return Ok(None);
+            }
+            set
+        }
+    };
     set.sort_unstable();
+    set.dedup();
     Ok(Some((set, processed, snap)))
+}
+
+/// Index answers with more candidate traces than this (and than 1/64 of the traces in
+/// range) are narrowed by a prefilter scan when the row filter is tighter.
+const PREFILTER_ABOVE: u64 = 10_000;
+
+/// The traces with rows where the row filter's conditions hold, as the filter combines
+/// them: one pass over the columns the conditions read, with the predicate pushed into
+/// the Parquet reader (other columns, the trace id among them, are decoded only where a
+/// row passes). A superset of the matching traces; the caller evaluates them exactly.
+async fn scan_candidates(
+    ctx: &SessionContext,
+    table: &Arc<SpansTable>,
+    rows: &RowFilter,
+    snapshot: Snapshot,
+    range: Option<TimeRange>,
+) -> Result<Vec<TraceId>> {
+    let mut conditions = Vec::new();
+    let formula = row_formula(rows, &mut conditions);
+    let source = Arc::new(RestrictedSpans {
+        table: Arc::clone(table),
+        traces: None,
+        snapshot,
+    });
+    let mut plan = LogicalPlanBuilder::scan("spans", provider_as_source(source), None)?;
+    if let Some(f) = trace_id_range(range) {
+        plan = plan.filter(f)?;
+    }
+    let any = conditions
+        .iter()
+        .cloned()
+        .reduce(Expr::or)
+        .unwrap_or_else(|| lit(false));
+    let aggs: Vec<Expr> = conditions
+        .iter()
+        .enumerate()
+        .map(|(i, e)| bool_or(e.clone()).alias(format!("c{i}")))
+        .collect();
+    let plan = plan
+        .project(with_derived_columns()?)?
+        .filter(any)?
+        .aggregate(vec![col(c::TRACE_ID)], aggs)?
+        .filter(formula)?
+        .project(vec![col(c::TRACE_ID)])?
+        .build()?;
+    let mut config = ctx.copied_config();
+    let options = config.options_mut();
+    options.execution.parquet.pushdown_filters = true;
+    options.execution.parquet.reorder_filters = true;
+    // the state shares the engine's catalogs: building it must not replace the default
+    // catalog (and the `spans` table in it)
+    options.catalog.create_default_catalog_and_schema = false;
+    let state = SessionStateBuilder::new_from_existing(ctx.state())
+        .with_config(config)
+        .build();
+    let batches = SessionContext::new_with_state(state)
+        .execute_logical_plan(plan)
+        .await?
+        .collect()
+        .await?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let ids = b.column(0).as_fixed_size_binary();
+        out.extend((0..ids.len()).filter_map(|i| TraceId::from_slice(ids.value(i))));
+    }
+    Ok(out)
+}
+
+/// The trace-level formula of a row filter over `bool_or` columns `c0..`, one per
+/// distinct condition (collected into `conditions`).
+fn row_formula(r: &RowFilter, conditions: &mut Vec<Expr>) -> Expr {
+    match r {
+        Restriction::All => lit(true),
+        Restriction::Rows(e) => {
+            let i = conditions.iter().position(|x| x == e).unwrap_or_else(|| {
+                conditions.push(e.clone());
+                conditions.len() - 1
+            });
+            col(format!("c{i}"))
+        }
+        Restriction::And(v) => v
+            .iter()
+            .map(|x| row_formula(x, conditions))
+            .reduce(Expr::and)
+            .unwrap_or_else(|| lit(true)),
+        Restriction::Or(v) => v
+            .iter()
+            .map(|x| row_formula(x, conditions))
+            .reduce(Expr::or)
+            .unwrap_or_else(|| lit(false)),
+    }
+}
+
+/// The filter on `trace_id` of a `TraceId` time range.
+fn trace_id_range(range: Option<TimeRange>) -> Option<Expr> {
+    let r = range.filter(|r| r.kind == RangeType::TraceId)?;
+    let lo = r.start_ns.div_euclid(1_000_000_000);
+    // [start, end): the last whole second before `end` is included
+    let hi = (r.end_ns - 1).div_euclid(1_000_000_000) + 1;
+    Some(
+        col(c::TRACE_ID)
+            .gt_eq(trace_id_bound(lo))
+            .and(col(c::TRACE_ID).lt(trace_id_bound(hi))),
+    )
 }
 
 /// Evaluates `filter` on every trace of `table` (in `range`, when given), or only on the
@@ -282,7 +411,9 @@ pub async fn find(
     range: Option<TimeRange>,
     page: Option<PageRequest>,
 ) -> Result<Found> {
-    let Some((cands, processed, snapshot)) = index_candidates(table, filter, range, page)? else {
+    let Some((cands, processed, snapshot)) =
+        candidate_traces(ctx, table, filter, range, page).await?
+    else {
         let hits = evaluate(
             ctx,
             Arc::clone(table) as Arc<dyn TableProvider>,
@@ -305,7 +436,7 @@ pub async fn find(
         let part = Arc::new(cands[lo..end].to_vec());
         let source = Arc::new(RestrictedSpans {
             table: Arc::clone(table),
-            traces: Arc::clone(&part),
+            traces: Some(Arc::clone(&part)),
             snapshot: snapshot.clone(),
         });
         for h in evaluate(ctx, source, filter, range).await? {
@@ -336,15 +467,8 @@ async fn evaluate(
     range: Option<TimeRange>,
 ) -> Result<Vec<Hit>> {
     let mut plan = LogicalPlanBuilder::scan("spans", provider_as_source(source), None)?;
-    if let Some(r) = range.filter(|r| r.kind == RangeType::TraceId) {
-        let lo = r.start_ns.div_euclid(1_000_000_000);
-        // [start, end): the last whole second before `end` is included
-        let hi = (r.end_ns - 1).div_euclid(1_000_000_000) + 1;
-        plan = plan.filter(
-            col(c::TRACE_ID)
-                .gt_eq(trace_id_bound(lo))
-                .and(col(c::TRACE_ID).lt(trace_id_bound(hi))),
-        )?;
+    if let Some(f) = trace_id_range(range) {
+        plan = plan.filter(f)?;
     }
     plan = plan.project(with_derived_columns()?)?;
     let in_window = match range {
