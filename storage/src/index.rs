@@ -607,19 +607,8 @@ impl Index {
 
     /// The trace a row belongs to.
     pub fn trace_of_row(&self, row: u32) -> Option<TraceId> {
-        let (mut lo, mut hi) = (0, self.traces);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            let (t, first, count) = self.trace(mid);
-            if row < first {
-                hi = mid;
-            } else if row >= first.saturating_add(count) {
-                lo = mid + 1;
-            } else {
-                return Some(TraceId(t));
-            }
-        }
-        None
+        let pos = self.trace_position_of_row(row, 0)?;
+        self.trace_at(pos).map(|(t, _)| t)
     }
 
     /// The smallest and largest trace id of the file (`None` when it has no rows).
