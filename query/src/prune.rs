@@ -198,13 +198,64 @@ pub(crate) fn candidate_traces(
     cache: &IndexCache,
     c: &Candidates,
 ) -> Option<TraceSet> {
+    let indexes: Vec<Arc<Index>> = snap
+        .files
+        .iter()
+        .map(|f| cache.get(&snap.root, f))
+        .collect::<Option<_>>()?;
+    candidates_in(snap, &indexes, c)
+}
+
+/// The newest candidates: the files are read in descending order of their highest trace
+/// id, in doubling batches, until more than `enough` candidates satisfying `keep` are
+/// known to be newer than every file left unread. Returns those candidates and `floor`,
+/// the highest trace id an unread file holds (`None`: every file was read, the answer is
+/// complete). A trace above the floor has all its rows in the files read, so whether it
+/// is a candidate is settled. Files holding only traces at or above `below` (a page
+/// token) are not read. `None` when a sidecar is unusable or `c` is `All`.
+pub(crate) fn newest_candidate_traces(
+    snap: &Snapshot,
+    cache: &IndexCache,
+    c: &Candidates,
+    below: Option<TraceId>,
+    enough: usize,
+    keep: impl Fn(&TraceId) -> bool,
+) -> Option<(TraceSet, Option<TraceId>)> {
+    let mut files: Vec<(TraceId, Arc<Index>)> = Vec::with_capacity(snap.files.len());
+    for f in snap.files.iter() {
+        let index = cache.get(&snap.root, f)?;
+        match index.trace_bounds() {
+            Some((lo, _)) if below.is_some_and(|b| lo >= b) => {}
+            Some((_, hi)) => files.push((hi, index)),
+            None => {}
+        }
+    }
+    files.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
+    let mut read = 1;
+    loop {
+        let taken: Vec<Arc<Index>> = files
+            .iter()
+            .take(read)
+            .map(|(_, i)| Arc::clone(i))
+            .collect();
+        let floor = files.get(read).map(|(hi, _)| *hi);
+        let mut set = candidates_in(snap, &taken, c)?;
+        set.retain(|t| floor.is_none_or(|f| *t > f) && keep(t));
+        if set.len() > enough || floor.is_none() {
+            return Some((set, floor));
+        }
+        read = read.saturating_mul(2);
+    }
+}
+
+/// [`candidate_traces`] over the files of `indexes` (and the memtable).
+fn candidates_in(snap: &Snapshot, indexes: &[Arc<Index>], c: &Candidates) -> Option<TraceSet> {
     match c {
         Candidates::All => None,
         Candidates::Rows(p) => {
             let mut out = TraceSet::default();
-            for f in snap.files.iter() {
-                let index = cache.get(&snap.root, f)?;
-                traces_of_rows(&index, &probe(&index, p)?, &mut out);
+            for index in indexes {
+                traces_of_rows(index, &probe(index, p)?, &mut out);
             }
             memtable_traces(snap, &mut out);
             Some(out)
@@ -212,7 +263,7 @@ pub(crate) fn candidate_traces(
         Candidates::And(v) => {
             let mut acc: Option<TraceSet> = None;
             for x in v {
-                if let Some(s) = candidate_traces(snap, cache, x) {
+                if let Some(s) = candidates_in(snap, indexes, x) {
                     acc = Some(match acc {
                         None => s,
                         Some(a) => a.intersection(&s).copied().collect(),
@@ -224,7 +275,7 @@ pub(crate) fn candidate_traces(
         Candidates::Or(v) => {
             let mut acc = TraceSet::default();
             for x in v {
-                acc.extend(candidate_traces(snap, cache, x)?);
+                acc.extend(candidates_in(snap, indexes, x)?);
             }
             Some(acc)
         }

@@ -229,22 +229,36 @@ pub fn sampled(t: &TraceId, rate: Option<f64>) -> bool {
     v < rate
 }
 
-/// Candidate traces, when the filter restricts them and every sidecar is usable:
-/// `(candidates in range, sampled and older than the page's `after`, ascending; traces
-/// in range and sampled over the store; the snapshot they come from)`.
+/// The candidate traces of a search, from the index sidecars or a prefilter scan.
+#[derive(Debug)]
+struct Shortlist {
+    /// Candidates in range, sampled and older than the page's `after`, ascending.
+    traces: Vec<TraceId>,
+    /// Traces in range and sampled over the store.
+    processed: u64,
+    /// Traces at or below this id were not looked at (a page's newest candidates were
+    /// enough); `None`: `traces` holds every candidate.
+    older: Option<TraceId>,
+}
+
+/// Candidate traces in `snap`, when the filter restricts them and every sidecar is
+/// usable; only traces at or below `upto` when given.
 ///
 /// The index sidecars answer first. When they cannot restrict (a leaf without a probe,
 /// such as `responsetime > 2`) or find too many traces, a prefilter scan reads only the
 /// columns of the leaves ([`scan_candidates`]). Without a page request the candidates
-/// must also be few enough to pay (a third of the traces in range); with one, the newest
-/// are evaluated first and the rest only if the page needs them.
+/// must also be few enough to pay (a third of the traces in range); with one, only the
+/// newest files are probed at first ([`prune::newest_candidate_traces`]), and the newest
+/// candidates are evaluated first.
 async fn candidate_traces(
     ctx: &SessionContext,
     table: &Arc<SpansTable>,
+    snap: &Snapshot,
     filter: &CompiledFilter,
     range: Option<TimeRange>,
     page: Option<PageRequest>,
-) -> Result<Option<(Vec<TraceId>, u64, Snapshot)>> {
+    upto: Option<TraceId>,
+) -> Result<Option<Shortlist>> {
     if !table.uses_indexes() || range.is_some_and(|r| r.kind != RangeType::TraceId) {
         return Ok(None);
     }
@@ -253,17 +267,43 @@ async fn candidate_traces(
     if probes == Restriction::All && rows == Restriction::All {
         return Ok(None);
     }
-    let snap = table.snapshot()?;
     let rate = page.and_then(|p| p.sampling_rate);
     let key = format!("{range:?} {rate:?}");
-    let Some(processed) = prune::count_traces(&snap, &table.indexes, &key, |t| {
+    let Some(processed) = prune::count_traces(snap, &table.indexes, &key, |t| {
         in_range_by_id(t, range) && sampled(t, rate)
     }) else {
         return Ok(None);
     };
     let after = page.and_then(|p| p.after);
-    let keep =
-        |t: &TraceId| in_range_by_id(t, range) && sampled(t, rate) && after.is_none_or(|a| *t < a);
+    let keep = |t: &TraceId| {
+        in_range_by_id(t, range)
+            && sampled(t, rate)
+            && after.is_none_or(|a| *t < a)
+            && upto.is_none_or(|u| *t <= u)
+    };
+    let sorted = |set: prune::TraceSet, older| {
+        let mut traces: Vec<TraceId> = set.into_iter().collect();
+        traces.sort_unstable();
+        Shortlist {
+            traces,
+            processed,
+            older,
+        }
+    };
+    if let Some(p) = page
+        && upto.is_none()
+        && probes != Restriction::All
+        && let Some((set, floor)) = prune::newest_candidate_traces(
+            snap,
+            &table.indexes,
+            &probes,
+            after,
+            p.want.saturating_mul(4).max(64),
+            keep,
+        )
+    {
+        return Ok(Some(sorted(set, floor)));
+    }
     // Limiting a whole scan pays only when it skips most of the traces in range.
     let pays = |n: usize| page.is_some() || n as u64 * 3 <= processed;
     // A large index answer is worth narrowing by a prefilter scan when the row filter
@@ -274,25 +314,26 @@ async fn candidate_traces(
     let from_index = if probes == Restriction::All {
         None
     } else {
-        prune::candidate_traces(&snap, &table.indexes, &probes)
-            .map(|set| set.into_iter().filter(keep).collect::<Vec<_>>())
+        prune::candidate_traces(snap, &table.indexes, &probes)
+            .map(|mut set| {
+                set.retain(keep);
+                set
+            })
             .filter(|set| pays(set.len()) && !narrow(set.len()))
     };
-    let mut set = match from_index {
+    let set = match from_index {
         Some(set) => set,
         None if rows == Restriction::All => return Ok(None),
         None => {
             let found = scan_candidates(ctx, table, &rows, snap.clone(), range).await?;
-            let set: Vec<TraceId> = found.into_iter().filter(keep).collect();
+            let set: prune::TraceSet = found.into_iter().filter(keep).collect();
             if !pays(set.len()) {
                 return Ok(None);
             }
             set
         }
     };
-    set.sort_unstable();
-    set.dedup();
-    Ok(Some((set, processed, snap)))
+    Ok(Some(sorted(set, None)))
 }
 
 /// Index answers with more candidate traces than this are narrowed by a prefilter scan
@@ -410,9 +451,8 @@ pub async fn find(
     range: Option<TimeRange>,
     page: Option<PageRequest>,
 ) -> Result<Found> {
-    let Some((cands, processed, snapshot)) =
-        candidate_traces(ctx, table, filter, range, page).await?
-    else {
+    let snapshot = table.snapshot()?;
+    let everything = || async {
         let hits = evaluate(
             ctx,
             Arc::clone(table) as Arc<dyn TableProvider>,
@@ -420,42 +460,59 @@ pub async fn find(
             range,
         )
         .await?;
-        return Ok(Found {
+        Ok::<_, crate::error::Error>(Found {
             hits,
             complete: true,
             processed: None,
-        });
+        })
+    };
+    let Some(mut list) = candidate_traces(ctx, table, &snapshot, filter, range, page, None).await?
+    else {
+        return everything().await;
     };
     let mut hits = Vec::new();
-    let mut end = cands.len();
-    let mut chunk = page.map_or(end, |p| p.want.saturating_mul(2).max(64));
     let mut matched = 0usize;
-    while end > 0 {
-        let lo = end.saturating_sub(chunk);
-        let part = Arc::new(cands[lo..end].to_vec());
-        let source = Arc::new(RestrictedSpans {
-            table: Arc::clone(table),
-            traces: Some(Arc::clone(&part)),
-            snapshot: snapshot.clone(),
-        });
-        for h in evaluate(ctx, source, filter, range).await? {
-            // a file scanned whole (its sidecar went away) brings other traces too
-            if part.binary_search(&h.trace_id).is_ok() {
-                matched += usize::from(h.matched && h.in_range);
-                hits.push(h);
+    let mut chunk = page.map_or(usize::MAX, |p| p.want.saturating_mul(2).max(64));
+    loop {
+        let mut end = list.traces.len();
+        while end > 0 {
+            let lo = end.saturating_sub(chunk);
+            let part = Arc::new(list.traces[lo..end].to_vec());
+            let source = Arc::new(RestrictedSpans {
+                table: Arc::clone(table),
+                traces: Some(Arc::clone(&part)),
+                snapshot: snapshot.clone(),
+            });
+            for h in evaluate(ctx, source, filter, range).await? {
+                // a file scanned whole (its sidecar went away) brings other traces too
+                if part.binary_search(&h.trace_id).is_ok() {
+                    matched += usize::from(h.matched && h.in_range);
+                    hits.push(h);
+                }
             }
+            end = lo;
+            if page.is_some_and(|p| matched > p.want) {
+                return Ok(Found {
+                    hits,
+                    complete: end == 0 && list.older.is_none(),
+                    processed: Some(list.processed),
+                });
+            }
+            chunk = chunk.saturating_mul(4);
         }
-        end = lo;
-        if page.is_some_and(|p| matched > p.want) {
-            break;
+        let Some(floor) = list.older else {
+            return Ok(Found {
+                hits,
+                complete: true,
+                processed: Some(list.processed),
+            });
+        };
+        // the newest candidates were not enough: every older one
+        match candidate_traces(ctx, table, &snapshot, filter, range, page, Some(floor)).await? {
+            Some(rest) => list = rest,
+            None => return everything().await,
         }
-        chunk = chunk.saturating_mul(4);
     }
-    Ok(Found {
-        hits,
-        complete: end == 0,
-        processed: Some(processed),
-    })
 }
 
 /// The plan of the module docs over `source`, collected into hits.
