@@ -307,6 +307,9 @@ pub fn read_rows(
         path: path.clone(),
         source,
     };
+    if crate::page::readable(metadata.metadata()) {
+        return crate::page::read(f, metadata, row_groups, selection).map_err(pq);
+    }
     let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(f, metadata.clone())
         .with_row_groups(row_groups)
         .with_row_selection(selection)

@@ -349,3 +349,122 @@ fn format_v1_fixture_is_readable() {
     let store = Store::open(copy.path(), StoreOptions::default()).unwrap();
     assert_eq!(sorted_rows(&store), expected);
 }
+
+/// Point reads (`datafile::read_rows`, pages decompressed with one zstd context per
+/// thread) return exactly what the parquet reader returns for the same rows: single
+/// rows, ranges across pages and row groups, dictionary and nested columns, nulls.
+#[test]
+#[allow(clippy::single_range_in_vec_init)] // lists of row ranges, some of one
+fn point_reads_equal_the_parquet_reader() {
+    use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+    use tracelake_storage::datafile;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path(), StoreOptions::default()).unwrap();
+    let mut body = String::new();
+    // ~150k rows: two row groups, many pages per column
+    for t in 0..30_000u32 {
+        let trace = format!("1-5f5e1000-{t:024x}");
+        let ann = match t % 4 {
+            0 => format!(r#","annotations":{{"k":"v{}","n":{t},"b":true}}"#, t % 13),
+            1 => r#","annotations":{"k":"é✓"}"#.to_owned(),
+            _ => String::new(),
+        };
+        let http = if t % 3 == 0 {
+            format!(
+                r#","http":{{"request":{{"method":"GET","url":"https://x/{t}"}},"response":{{"status":{}}}}}"#,
+                200 + t % 5 * 100
+            )
+        } else {
+            String::new()
+        };
+        let subs: Vec<String> = (0..4u32)
+            .map(|s| {
+                format!(
+                    r#"{{"id":"{:08x}{s:08x}","name":"call{s}","start_time":1600000000.01,"end_time":1600000000.{s}95{}}}"#,
+                    t + 1,
+                    if s == 2 { r#","namespace":"aws","aws":{"operation":"GetItem"}"# } else { "" }
+                )
+            })
+            .collect();
+        body.push_str(&format!(
+            r#"{{"trace_id":"{trace}","id":"{:016x}","name":"svc{}","start_time":1600000000,"end_time":1600000001{ann}{http}{},"subsegments":[{}]}}"#,
+            t + 1,
+            t % 7,
+            if t % 11 == 0 { r#","fault":true"# } else { "" },
+            subs.join(",")
+        ));
+        body.push('\n');
+    }
+    let report = store.ingest(body.as_bytes()).unwrap();
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected.first());
+    store.flush().unwrap();
+    let snap = store.snapshot().unwrap();
+    assert_eq!(snap.files.len(), 1);
+    let f = &snap.files[0];
+    let sizes = datafile::row_group_sizes(&snap.root, f).unwrap();
+    assert!(sizes.len() >= 2, "{sizes:?}");
+    let metadata = datafile::reader_metadata(&snap.root, f).unwrap();
+    let names: Vec<String> = tracelake_storage::schema::spans()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let total = f.rows as u32;
+    let group_rows = sizes[0] as u32;
+    let mut cases: Vec<Vec<std::ops::Range<u32>>> = vec![
+        vec![0..1],
+        vec![total - 1..total],
+        vec![8191..8194],
+        vec![group_rows - 2..group_rows + 3],
+        vec![5..9, 20_000..20_004, total - 3..total],
+    ];
+    let mut x = 7u64;
+    for _ in 0..20 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let start = (x >> 33) as u32 % (total - 40);
+        cases.push(vec![start..start + 1 + (x % 37) as u32]);
+    }
+    for ranges in cases {
+        // the row groups the ranges touch, and the selection over their rows
+        let mut groups = Vec::new();
+        let mut selectors = Vec::new();
+        let mut first = 0u32;
+        for (g, &n) in sizes.iter().enumerate() {
+            let end = first + n as u32;
+            let inside: Vec<std::ops::Range<u32>> = ranges
+                .iter()
+                .filter(|r| r.start < end && r.end > first)
+                .map(|r| r.start.max(first) - first..r.end.min(end) - first)
+                .collect();
+            if !inside.is_empty() {
+                groups.push(g);
+                let mut at = 0;
+                for r in inside {
+                    selectors.push(RowSelector::skip((r.start - at) as usize));
+                    selectors.push(RowSelector::select((r.end - r.start) as usize));
+                    at = r.end;
+                }
+                selectors.push(RowSelector::skip(n - at as usize));
+            }
+            first = end;
+        }
+        let ours = datafile::read_rows(
+            &snap.root,
+            f,
+            &metadata,
+            groups,
+            RowSelection::from(selectors),
+        )
+        .unwrap();
+        let theirs = datafile::read_columns_of_rows(&snap.root, f, &names, &ranges).unwrap();
+        let ours = arrow::compute::concat_batches(&ours[0].schema(), &ours).unwrap();
+        let theirs = arrow::compute::concat_batches(&theirs[0].schema(), &theirs).unwrap();
+        let want: u32 = ranges.iter().map(|r| r.end - r.start).sum();
+        assert_eq!(ours.num_rows() as u32, want, "{ranges:?}");
+        assert_eq!(ours, theirs, "{ranges:?}");
+    }
+}
