@@ -231,15 +231,11 @@ pub(crate) fn newest_candidate_traces(
         }
     }
     files.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
+    let (highest, indexes): (Vec<TraceId>, Vec<Arc<Index>>) = files.into_iter().unzip();
     let mut read = 1;
     loop {
-        let taken: Vec<Arc<Index>> = files
-            .iter()
-            .take(read)
-            .map(|(_, i)| Arc::clone(i))
-            .collect();
-        let floor = files.get(read).map(|(hi, _)| *hi);
-        let mut set = candidates_in(snap, &taken, c)?;
+        let floor = highest.get(read).copied();
+        let mut set = candidates_in(snap, &indexes[..read.min(indexes.len())], c)?;
         set.retain(|t| floor.is_none_or(|f| *t > f) && keep(t));
         if set.len() > enough || floor.is_none() {
             return Some((set, floor));

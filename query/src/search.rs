@@ -473,9 +473,10 @@ pub async fn find(
     let mut hits = Vec::new();
     let mut matched = 0usize;
     let mut chunk = page.map_or(usize::MAX, |p| p.want.saturating_mul(2).max(64));
-    loop {
+    let complete = loop {
         let mut end = list.traces.len();
-        while end > 0 {
+        let mut full = false;
+        while end > 0 && !full {
             let lo = end.saturating_sub(chunk);
             let part = Arc::new(list.traces[lo..end].to_vec());
             let source = Arc::new(RestrictedSpans {
@@ -491,28 +492,26 @@ pub async fn find(
                 }
             }
             end = lo;
-            if page.is_some_and(|p| matched > p.want) {
-                return Ok(Found {
-                    hits,
-                    complete: end == 0 && list.older.is_none(),
-                    processed: Some(list.processed),
-                });
-            }
+            full = page.is_some_and(|p| matched > p.want);
             chunk = chunk.saturating_mul(4);
         }
+        if full {
+            break end == 0 && list.older.is_none();
+        }
         let Some(floor) = list.older else {
-            return Ok(Found {
-                hits,
-                complete: true,
-                processed: Some(list.processed),
-            });
+            break true;
         };
         // the newest candidates were not enough: every older one
         match candidate_traces(ctx, table, &snapshot, filter, range, page, Some(floor)).await? {
             Some(rest) => list = rest,
             None => return everything().await,
         }
-    }
+    };
+    Ok(Found {
+        hits,
+        complete,
+        processed: Some(list.processed),
+    })
 }
 
 /// The plan of the module docs over `source`, collected into hits.

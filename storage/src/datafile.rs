@@ -307,7 +307,7 @@ pub fn read_rows(
         path: path.clone(),
         source,
     };
-    if crate::page::readable(metadata.metadata()) {
+    if crate::page::readable(metadata.metadata(), &row_groups) {
         return crate::page::read(f, metadata, row_groups, selection).map_err(pq);
     }
     let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(f, metadata.clone())

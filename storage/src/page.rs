@@ -239,14 +239,16 @@ pub(crate) fn read(
         .map_err(|e| ParquetError::External(Box::new(e)))
 }
 
-/// Whether [`read`] can read every column chunk of `metadata`.
-pub(crate) fn readable(metadata: &ParquetMetaData) -> bool {
-    metadata.row_groups().iter().all(|rg| {
-        rg.columns().iter().all(|c| {
-            matches!(
-                c.compression(),
-                Compression::ZSTD(_) | Compression::UNCOMPRESSED
-            )
+/// Whether [`read`] can read every column chunk of `row_groups` in `metadata`.
+pub(crate) fn readable(metadata: &ParquetMetaData, row_groups: &[usize]) -> bool {
+    row_groups.iter().all(|&g| {
+        metadata.row_groups().get(g).is_some_and(|rg| {
+            rg.columns().iter().all(|c| {
+                matches!(
+                    c.compression(),
+                    Compression::ZSTD(_) | Compression::UNCOMPRESSED
+                )
+            })
         })
     })
 }
