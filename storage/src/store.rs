@@ -5,7 +5,9 @@
 //! and insert its rows into the memtable; then wait until the WAL is durable (group
 //! commit: one fsync covers every batch waiting for it) and acknowledge. A flush freezes
 //! the memtable, rotates the WAL, writes one Parquet file per partition, commits the
-//! manifest and only then removes the old WAL files.
+//! manifest and only then removes the old WAL files. No fsync runs under the write lock:
+//! the rotation leaves the retired WAL file and the new directory entry to the next group
+//! commit, and the manifest is committed outside the view lock.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -423,16 +425,17 @@ impl Store {
         let Some(write) = s.write.as_ref() else {
             return Ok(());
         };
-        let ((file, path), target) = {
+        let (job, target) = {
             let w = lock(write);
-            (w.wal.sync_handle(), w.written_seq)
+            (w.wal.sync_job(), w.written_seq)
         };
-        if let Err(e) = file.sync_data() {
+        if let Err(e) = job.run() {
             // After a failed fsync the OS may have dropped the dirty pages: nothing after
             // this point can be acknowledged safely. Stop; reopening replays what is on disk.
             s.closed.store(true, Ordering::Release);
-            return Err(Error::io(path)(e));
+            return Err(e);
         }
+        lock(write).wal.synced(&job);
         *synced = target.max(*synced);
         Ok(())
     }
@@ -634,13 +637,20 @@ fn write_frozen(s: &Shared, frozen: &Arc<Frozen>) -> Result<()> {
         new_files.push(datafile::write(&s.root, *p, next_id, &batch, part.shadows)?);
         next_id += 1;
     }
-    // Commit, then show the files instead of the frozen memtable in one step.
-    let mut v = s.view.write().unwrap_or_else(|e| e.into_inner());
-    let mut m = v.manifest.clone();
+    // Commit outside the view lock (ingest reads the view under the write lock, so its
+    // fsyncs would stall every acknowledgement); `flush_lock` keeps us the only committer.
+    // Readers see the frozen memtable until the files replace it, in one step.
+    let mut m = s
+        .view
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .manifest
+        .clone();
     m.files.extend(new_files);
     m.next_file_id = next_id;
     m.flushed_seq = m.flushed_seq.max(frozen.max_seq);
     manifest::commit(&s.root, &mut m)?;
+    let mut v = s.view.write().unwrap_or_else(|e| e.into_inner());
     v.files = Arc::new(m.files.clone());
     v.by_partition = files_by_partition(&v.files);
     v.manifest = m;
@@ -706,19 +716,19 @@ fn background(s: &Shared) {
         let Some(write) = s.write.as_ref() else {
             return;
         };
-        let (due, sync) = {
+        let (due, job) = {
             let w = lock(write);
             let by_size = w.memtable.rows() >= s.options.flush_rows
                 || w.memtable.bytes() >= s.options.flush_bytes;
             let by_age = w
                 .memtable_since
                 .is_some_and(|t| t.elapsed() >= s.options.flush_age);
-            (by_size || by_age, w.wal.sync_handle())
+            (by_size || by_age, w.wal.sync_job())
         };
         if matches!(s.options.durability, Durability::Interval(_)) {
-            let (file, path) = sync;
-            if let Err(e) = file.sync_data() {
-                tracing::error!(file = %path.display(), error = %e, "WAL fsync failed");
+            match job.run() {
+                Ok(()) => lock(write).wal.synced(&job),
+                Err(e) => tracing::error!(error = %e, "WAL fsync failed"),
             }
         }
         if due && let Err(e) = flush(s) {

@@ -31,6 +31,39 @@ pub struct Wal {
     first_seq: u64,
     buf: Vec<u8>,
     bytes: u64,
+    /// Files retired by [`Wal::rotate`] whose last records may not be durable yet.
+    retired: Vec<Arc<File>>,
+    /// The current file's directory entry may not be durable yet (it was created by
+    /// `rotate`, under the write lock, without an fsync).
+    dir_dirty: bool,
+    /// Counts rotations, so that a finished [`SyncJob`] clears only what it covered.
+    rotations: u64,
+}
+
+/// What must be fsynced for every record written so far to be durable: taken under the
+/// write lock with [`Wal::sync_job`], run outside it, then reported with [`Wal::synced`].
+#[derive(Debug)]
+pub struct SyncJob {
+    /// Retired files first, the current file last.
+    files: Vec<Arc<File>>,
+    dir: Option<PathBuf>,
+    path: PathBuf,
+    rotations: u64,
+}
+
+impl SyncJob {
+    /// Fsyncs the retired files, the current one and, after a rotation, the directory.
+    pub fn run(&self) -> Result<()> {
+        for f in &self.files {
+            f.sync_data().map_err(Error::io(&self.path))?;
+        }
+        if let Some(dir) = &self.dir {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(Error::io(dir))?;
+        }
+        Ok(())
+    }
 }
 
 /// What replay found.
@@ -155,7 +188,7 @@ impl Wal {
                 .and_then(|d| d.sync_all())
                 .map_err(Error::io(parent))?;
         }
-        let (file, path) = new_file(dir, next_seq)?;
+        let (file, path) = new_file(dir, next_seq, true)?;
         Ok(Wal {
             dir: dir.to_path_buf(),
             file: Arc::new(file),
@@ -163,6 +196,9 @@ impl Wal {
             first_seq: next_seq,
             buf: Vec::new(),
             bytes: 0,
+            retired: Vec::new(),
+            dir_dirty: false,
+            rotations: 0,
         })
     }
 
@@ -178,7 +214,7 @@ impl Wal {
         self.buf.extend_from_slice(doc);
     }
 
-    /// Writes buffered records to the file (not yet durable: see [`Wal::sync_handle`]).
+    /// Writes buffered records to the file (not yet durable: see [`Wal::sync_job`]).
     pub fn write(&mut self) -> Result<()> {
         if self.buf.is_empty() {
             return Ok(());
@@ -201,9 +237,25 @@ impl Wal {
         }
     }
 
-    /// The current file, for an fsync outside the WAL lock (group commit).
-    pub fn sync_handle(&self) -> (Arc<File>, PathBuf) {
-        (Arc::clone(&self.file), self.path.clone())
+    /// What to fsync, outside the WAL lock, to make every record written so far durable
+    /// (group commit).
+    pub fn sync_job(&self) -> SyncJob {
+        let mut files = self.retired.clone();
+        files.push(Arc::clone(&self.file));
+        SyncJob {
+            files,
+            dir: self.dir_dirty.then(|| self.dir.clone()),
+            path: self.path.clone(),
+            rotations: self.rotations,
+        }
+    }
+
+    /// Records that `job` ran: what it covered need not be synced again.
+    pub fn synced(&mut self, job: &SyncJob) {
+        if job.rotations == self.rotations {
+            self.retired.clear();
+            self.dir_dirty = false;
+        }
     }
 
     /// Bytes written to the current file.
@@ -211,12 +263,16 @@ impl Wal {
         self.bytes
     }
 
-    /// Syncs the current file and starts a new one whose first record is `next_seq`.
+    /// Starts a new file whose first record is `next_seq`. No fsync happens here (it runs
+    /// under the write lock): the retired file and the new directory entry are synced by
+    /// the next [`SyncJob`], before any later record is acknowledged.
     pub fn rotate(&mut self, next_seq: u64) -> Result<()> {
         self.write()?;
-        self.file.sync_data().map_err(Error::io(&self.path))?;
-        let (file, path) = new_file(&self.dir, next_seq)?;
-        self.file = Arc::new(file);
+        let (file, path) = new_file(&self.dir, next_seq, false)?;
+        let old = std::mem::replace(&mut self.file, Arc::new(file));
+        self.retired.push(old);
+        self.dir_dirty = true;
+        self.rotations += 1;
         self.path = path;
         self.first_seq = next_seq;
         self.bytes = 0;
@@ -234,7 +290,9 @@ impl Wal {
     }
 }
 
-fn new_file(dir: &Path, first_seq: u64) -> Result<(File, PathBuf)> {
+/// Creates (or reopens) the file for `first_seq`, with its header; `durable` fsyncs the
+/// file and the directory.
+fn new_file(dir: &Path, first_seq: u64, durable: bool) -> Result<(File, PathBuf)> {
     let path = dir.join(file_name(first_seq));
     let mut f = OpenOptions::new()
         .create(true)
@@ -247,10 +305,12 @@ fn new_file(dir: &Path, first_seq: u64) -> Result<(File, PathBuf)> {
         header[5] = VERSION;
         f.write_all(&header).map_err(Error::io(&path))?;
     }
-    f.sync_all().map_err(Error::io(&path))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(Error::io(dir))?;
+    if durable {
+        f.sync_all().map_err(Error::io(&path))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(Error::io(dir))?;
+    }
     Ok((f, path))
 }
 
@@ -293,6 +353,32 @@ mod tests {
     }
 
     #[test]
+    fn a_sync_after_rotation_covers_the_retired_file_and_the_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("wal");
+        let mut w = Wal::create(&dir, 1).unwrap();
+        let job = w.sync_job();
+        assert_eq!((job.files.len(), job.dir.is_some()), (1, false));
+        w.append(1, b"one");
+        w.write().unwrap();
+        w.rotate(2).unwrap();
+        // a job taken before the rotation finishes late: it must not clear the new debt
+        w.synced(&job);
+        let after = w.sync_job();
+        assert_eq!(after.files.len(), 2, "retired file plus the current one");
+        assert_eq!(after.dir.as_deref(), Some(dir.as_path()));
+        after.run().unwrap();
+        w.synced(&after);
+        let clean = w.sync_job();
+        assert_eq!((clean.files.len(), clean.dir.is_some()), (1, false));
+        w.append(2, b"two");
+        w.write().unwrap();
+        drop(w);
+        let (got, _) = read_all(&dir);
+        assert_eq!(got, vec![(1, b"one".to_vec()), (2, b"two".to_vec())]);
+    }
+
+    #[test]
     fn corrupt_record_stops_replay_of_that_file() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("wal");
@@ -300,7 +386,7 @@ mod tests {
         w.append(1, b"one");
         w.append(2, b"two");
         w.write().unwrap();
-        let (_, path) = w.sync_handle();
+        let path = w.path.clone();
         drop(w);
         let mut data = fs::read(&path).unwrap();
         let n = data.len();
