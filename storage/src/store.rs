@@ -435,7 +435,11 @@ impl Store {
             s.closed.store(true, Ordering::Release);
             return Err(e);
         }
-        lock(write).wal.synced(&job);
+        // Only a job that covered a rotation has debt to clear: the common ack path takes
+        // the write lock once.
+        if job.after_rotation() {
+            lock(write).wal.synced(&job);
+        }
         *synced = target.max(*synced);
         Ok(())
     }
@@ -727,7 +731,8 @@ fn background(s: &Shared) {
         };
         if matches!(s.options.durability, Durability::Interval(_)) {
             match job.run() {
-                Ok(()) => lock(write).wal.synced(&job),
+                Ok(()) if job.after_rotation() => lock(write).wal.synced(&job),
+                Ok(()) => {}
                 Err(e) => tracing::error!(error = %e, "WAL fsync failed"),
             }
         }

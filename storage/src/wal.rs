@@ -31,11 +31,9 @@ pub struct Wal {
     first_seq: u64,
     buf: Vec<u8>,
     bytes: u64,
-    /// Files retired by [`Wal::rotate`] whose last records may not be durable yet.
-    retired: Vec<Arc<File>>,
-    /// The current file's directory entry may not be durable yet (it was created by
-    /// `rotate`, under the write lock, without an fsync).
-    dir_dirty: bool,
+    /// Files retired by [`Wal::rotate`] whose last records may not be durable yet. While
+    /// any is here, the current file's directory entry may not be durable either.
+    retired: Vec<(Arc<File>, PathBuf)>,
     /// Counts rotations, so that a finished [`SyncJob`] clears only what it covered.
     rotations: u64,
 }
@@ -45,25 +43,34 @@ pub struct Wal {
 #[derive(Debug)]
 pub struct SyncJob {
     /// Retired files first, the current file last.
-    files: Vec<Arc<File>>,
+    files: Vec<(Arc<File>, PathBuf)>,
+    /// Set after a rotation: the directory holding the new file's entry.
     dir: Option<PathBuf>,
-    path: PathBuf,
     rotations: u64,
 }
 
 impl SyncJob {
     /// Fsyncs the retired files, the current one and, after a rotation, the directory.
     pub fn run(&self) -> Result<()> {
-        for f in &self.files {
-            f.sync_data().map_err(Error::io(&self.path))?;
+        for (f, path) in &self.files {
+            f.sync_data().map_err(Error::io(path))?;
         }
-        if let Some(dir) = &self.dir {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(Error::io(dir))?;
+        match &self.dir {
+            Some(dir) => sync_dir(dir),
+            None => Ok(()),
         }
-        Ok(())
     }
+
+    /// Whether the job covers a rotation, so that [`Wal::synced`] has debt to clear.
+    pub fn after_rotation(&self) -> bool {
+        self.dir.is_some()
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io(dir))
 }
 
 /// What replay found.
@@ -184,9 +191,7 @@ impl Wal {
     pub fn create(dir: &Path, next_seq: u64) -> Result<Wal> {
         fs::create_dir_all(dir).map_err(Error::io(dir))?;
         if let Some(parent) = dir.parent() {
-            File::open(parent)
-                .and_then(|d| d.sync_all())
-                .map_err(Error::io(parent))?;
+            sync_dir(parent)?;
         }
         let (file, path) = new_file(dir, next_seq, true)?;
         Ok(Wal {
@@ -197,7 +202,6 @@ impl Wal {
             buf: Vec::new(),
             bytes: 0,
             retired: Vec::new(),
-            dir_dirty: false,
             rotations: 0,
         })
     }
@@ -241,11 +245,10 @@ impl Wal {
     /// (group commit).
     pub fn sync_job(&self) -> SyncJob {
         let mut files = self.retired.clone();
-        files.push(Arc::clone(&self.file));
+        files.push((Arc::clone(&self.file), self.path.clone()));
         SyncJob {
             files,
-            dir: self.dir_dirty.then(|| self.dir.clone()),
-            path: self.path.clone(),
+            dir: (!self.retired.is_empty()).then(|| self.dir.clone()),
             rotations: self.rotations,
         }
     }
@@ -254,7 +257,6 @@ impl Wal {
     pub fn synced(&mut self, job: &SyncJob) {
         if job.rotations == self.rotations {
             self.retired.clear();
-            self.dir_dirty = false;
         }
     }
 
@@ -270,10 +272,9 @@ impl Wal {
         self.write()?;
         let (file, path) = new_file(&self.dir, next_seq, false)?;
         let old = std::mem::replace(&mut self.file, Arc::new(file));
-        self.retired.push(old);
-        self.dir_dirty = true;
+        let old_path = std::mem::replace(&mut self.path, path);
+        self.retired.push((old, old_path));
         self.rotations += 1;
-        self.path = path;
         self.first_seq = next_seq;
         self.bytes = 0;
         Ok(())
@@ -307,9 +308,7 @@ fn new_file(dir: &Path, first_seq: u64, durable: bool) -> Result<(File, PathBuf)
     }
     if durable {
         f.sync_all().map_err(Error::io(&path))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(Error::io(dir))?;
+        sync_dir(dir)?;
     }
     Ok((f, path))
 }
