@@ -9,6 +9,8 @@ WORKLOAD is one of
   annotation  the newest 100 traces holding annotation `--arg KEY --arg VALUE`, with their
               first start and last end
   fullscan    count of traces whose root segment has `responsetime > 2 AND http.status = 500`
+  percentiles exact p50/p90/p99 (`quantile_cont`) of segment response times per service
+              (name, origin); the answer maps "name|origin" to [count, p50, p90, p99]
 
 It prints one JSON object: {"times_ms": [...], "rows": <rows of the last answer>,
 "answer": <a small check value>}. The harness takes medians and compares answers.
@@ -42,7 +44,7 @@ def evict(spans_dir):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("spans_dir")
-    p.add_argument("workload", choices=["lookup", "annotation", "fullscan"])
+    p.add_argument("workload", choices=["lookup", "annotation", "fullscan", "percentiles"])
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--evict", action="store_true")
     p.add_argument("--arg", action="append", default=[])
@@ -65,6 +67,13 @@ def main():
             FROM spans
             WHERE len(list_filter(annotations, lambda x: x.key = ? AND x.str = ?)) > 0
             GROUP BY trace_id ORDER BY trace_id DESC LIMIT 100"""
+    elif a.workload == "percentiles":
+        runs = [([],)] * a.runs
+        sql = """
+            SELECT name, coalesce(origin, ''), count(*),
+                   quantile_cont((end_ns - start_ns) / 1e9, [0.5, 0.9, 0.99])
+            FROM spans WHERE kind = 0 AND end_ns IS NOT NULL AND NOT in_progress
+            GROUP BY ALL"""
     else:
         runs = [([],)] * a.runs
         sql = """
@@ -84,6 +93,8 @@ def main():
             answer = result[0][0]
         elif a.workload == "annotation":
             answer = result[0][0].hex() if result else None
+        elif a.workload == "percentiles":
+            answer = {f"{name}|{kind}": [n, *q] for name, kind, n, q in result}
     json.dump({"times_ms": times, "rows": rows, "answer": answer}, sys.stdout)
     print()
 

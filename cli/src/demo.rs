@@ -194,8 +194,36 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
         filters.push((*title, *expr, page, t.elapsed().as_secs_f64()));
     }
 
+    // Latency percentiles per service: from the rollups, and exactly by scanning spans.
+    let mut percentiles = Vec::new();
+    for mode in [tracelake::Mode::Auto, tracelake::Mode::Exact] {
+        let t = Instant::now();
+        let p = engine
+            .percentiles(&tracelake::PercentileQuery {
+                by: tracelake::GroupBy::Service,
+                mode,
+                ..Default::default()
+            })
+            .context("demo percentiles failed")?;
+        percentiles.push((p, t.elapsed().as_secs_f64()));
+    }
+
+    let t = Instant::now();
+    let graph = engine
+        .service_graph(&tracelake::GraphQuery::default())
+        .context("demo service graph failed")?;
+    let graph_secs = t.elapsed().as_secs_f64();
+
     if args.json {
         let v = serde_json::json!({
+            "service_graph": {"seconds": graph_secs, "mode": graph.mode.to_string(), "graph": &graph},
+            "percentiles": percentiles.iter().map(|(p, secs)| serde_json::json!({
+                "mode": p.mode.to_string(), "seconds": secs, "relative_error": p.relative_error,
+                "groups": p.groups.iter().map(|g| serde_json::json!({
+                    "key": g.key.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+                    "count": g.count, "p50": g.values.first(), "p90": g.values.get(1), "p99": g.values.get(2),
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
             "filters": filters.iter().map(|(title, expr, page, secs)| serde_json::json!({
                 "title": title, "expression": expr, "seconds": secs,
                 "matched": page.matched_count, "processed": page.traces_processed_count,
@@ -259,6 +287,22 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
                 .map_or_else(String::new, |s| format!("\n      newest: {}", s.id)),
         )?;
     }
+    for (p, secs) in &percentiles {
+        writeln!(
+            out,
+            "\n== Response-time percentiles per service, {} ({:.0} ms)",
+            p.mode,
+            secs * 1000.0
+        )?;
+        crate::percentiles::write_table(&mut out, p)?;
+    }
+    writeln!(
+        out,
+        "\n== Service graph, {} ({:.0} ms)",
+        graph.mode,
+        graph_secs * 1000.0
+    )?;
+    crate::graph::write_table(&mut out, &graph)?;
     writeln!(
         out,
         "\nTry: tracelake sql --dir {} \"SELECT count(*) FROM spans\"",
@@ -270,5 +314,15 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
         dir.display()
     )?;
     writeln!(out, "     tracelake get --dir {} <trace id>", dir.display())?;
+    writeln!(
+        out,
+        "     tracelake percentiles --dir {} --by edge --q 50,99",
+        dir.display()
+    )?;
+    writeln!(
+        out,
+        "     tracelake graph --dir {} --format mermaid",
+        dir.display()
+    )?;
     Ok(())
 }

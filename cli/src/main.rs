@@ -2,7 +2,9 @@
 
 mod demo;
 mod generate;
+mod graph;
 mod ingest;
+mod percentiles;
 mod query;
 
 use std::io::Write;
@@ -49,6 +51,12 @@ enum Command {
     Query(query::QueryArgs),
     /// Fetch whole traces by id (BatchGetTraces), as pretty JSON
     Get(query::GetArgs),
+    /// Latency percentiles per service, edge, URL, annotation or time bucket
+    Percentiles(percentiles::PercentilesArgs),
+    /// The service graph: services, inferred nodes and edges with their statistics
+    Graph(graph::GraphArgs),
+    /// A service's or an edge's statistics per period (GetTimeSeriesServiceStatistics)
+    Timeseries(graph::TimeSeriesArgs),
     /// Manage groups: named filter expressions
     #[command(subcommand)]
     Group(query::GroupCommand),
@@ -136,6 +144,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Query(args) => query::run_query(args),
         Command::Get(args) => query::run_get(args),
         Command::Group(cmd) => query::run_group(cmd),
+        Command::Percentiles(args) => percentiles::run(args),
+        Command::Graph(args) => graph::run_graph(args),
+        Command::Timeseries(args) => graph::run_timeseries(args),
         Command::Stats { store } => {
             let dir = store.dir.unwrap_or_else(default_dir);
             let engine = open_for_reading(&dir)?;

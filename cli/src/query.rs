@@ -26,15 +26,8 @@ pub(crate) struct QueryArgs {
     /// (empty: every trace)
     #[arg(default_value = "")]
     expression: String,
-    /// Only traces of the last DURATION (e.g. 90s, 15m, 1h, 7d)
-    #[arg(long, conflicts_with_all = ["from", "to"])]
-    since: Option<String>,
-    /// Window start: RFC 3339 (2026-11-21T10:00:00Z) or epoch seconds
-    #[arg(long)]
-    from: Option<String>,
-    /// Window end (exclusive) [default: now]
-    #[arg(long)]
-    to: Option<String>,
+    #[command(flatten)]
+    window: WindowArgs,
     /// How the window selects traces
     #[arg(long, value_enum, default_value = "trace-id")]
     range_type: RangeArg,
@@ -49,6 +42,48 @@ pub(crate) struct QueryArgs {
     sample: Option<f64>,
     #[command(flatten)]
     store: StoreArgs,
+}
+
+/// A time window: `--since`, or `--from` / `--to`.
+#[derive(Args, Debug)]
+pub(crate) struct WindowArgs {
+    /// Only the last DURATION (e.g. 90s, 15m, 1h, 7d)
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    since: Option<String>,
+    /// Window start: RFC 3339 (2026-11-21T10:00:00Z) or epoch seconds
+    #[arg(long)]
+    from: Option<String>,
+    /// Window end (exclusive) [default: now]
+    #[arg(long)]
+    to: Option<String>,
+}
+
+impl WindowArgs {
+    /// `[start, end)` in epoch seconds; `None` when no flag was given.
+    pub(crate) fn bounds(&self) -> Result<Option<(f64, f64)>> {
+        if let Some(s) = &self.since {
+            let d = humantime::parse_duration(s).with_context(|| {
+                format!("--since {s:?}: expected a duration such as 15m, 1h or 7d")
+            })?;
+            let end = now();
+            return Ok(Some((end - d.as_secs_f64(), end)));
+        }
+        match (&self.from, &self.to) {
+            (None, None) => Ok(None),
+            (from, to) => {
+                let start = from.as_deref().map(parse_time).transpose()?.unwrap_or(0.0);
+                let end = to
+                    .as_deref()
+                    .map(parse_time)
+                    .transpose()?
+                    .unwrap_or_else(now);
+                if end <= start {
+                    bail!("the window ends ({end}) before it starts ({start})");
+                }
+                Ok(Some((start, end)))
+            }
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -120,27 +155,7 @@ fn window(args: &QueryArgs) -> Result<Option<(f64, f64, RangeType)>> {
         RangeArg::Event => RangeType::Event,
         RangeArg::Service => RangeType::Service,
     };
-    if let Some(s) = &args.since {
-        let d = humantime::parse_duration(s)
-            .with_context(|| format!("--since {s:?}: expected a duration such as 15m, 1h or 7d"))?;
-        let end = now();
-        return Ok(Some((end - d.as_secs_f64(), end, kind)));
-    }
-    match (&args.from, &args.to) {
-        (None, None) => Ok(None),
-        (from, to) => {
-            let start = from.as_deref().map(parse_time).transpose()?.unwrap_or(0.0);
-            let end = to
-                .as_deref()
-                .map(parse_time)
-                .transpose()?
-                .unwrap_or_else(now);
-            if end <= start {
-                bail!("the window ends ({end}) before it starts ({start})");
-            }
-            Ok(Some((start, end, kind)))
-        }
-    }
+    Ok(args.window.bounds()?.map(|(start, end)| (start, end, kind)))
 }
 
 fn rfc3339(secs: f64) -> String {

@@ -8,12 +8,15 @@ use datafusion::datasource::TableProvider;
 use datafusion::execution::context::SessionContext;
 use datafusion::prelude::SessionConfig;
 use tracelake_query::filter::FilterLimits;
+use tracelake_query::rollups::{RollupCache, RollupsTable};
 use tracelake_query::{CompiledFilter, GroupResolver, SpansTable};
 use tracelake_storage::{Durability, IngestReport, Limits, Store, StoreOptions, TraceId};
 
 use crate::error::Error;
 use crate::group::{self, Group, Groups};
+use crate::percentiles::{Answered, PercentileQuery, Percentiles};
 use crate::result::QueryResult;
+use crate::service_graph::{GraphQuery, ServiceGraph, TimeSeriesPoint, TimeSeriesQuery};
 use crate::traces::{self, SummaryPage, TraceQuery, TracesAnswer};
 
 /// Figures about a store (see [`Engine::stats`]).
@@ -61,6 +64,8 @@ struct Inner {
     store: Arc<Store>,
     ctx: SessionContext,
     table: Arc<SpansTable>,
+    /// Decoded rollups, shared by the `rollups` table and fast percentiles.
+    rollups: Arc<RollupCache>,
     groups: Groups,
     filter_limits: FilterLimits,
     /// `Option` only so that `Drop` can shut it down without blocking.
@@ -145,12 +150,27 @@ impl Engine {
         });
         ctx.register_table("spans", Arc::clone(&table) as Arc<dyn TableProvider>)
             .map_err(tracelake_query::Error::from)?;
+        let rollups = Arc::new(RollupCache::default());
+        let rollups_table = RollupsTable::new(
+            Arc::clone(&store) as Arc<dyn tracelake_query::SnapshotSource>,
+            Arc::clone(&rollups),
+        );
+        ctx.register_table("rollups", Arc::new(rollups_table))
+            .map_err(tracelake_query::Error::from)?;
+        let (aggregates, scalars) = tracelake_query::rollups::sketch_functions();
+        for f in aggregates {
+            ctx.register_udaf(f);
+        }
+        for f in scalars {
+            ctx.register_udf(f);
+        }
         let groups = Groups::open(store.root())?;
         Ok(Engine {
             inner: Arc::new(Inner {
                 store,
                 ctx,
                 table,
+                rollups,
                 groups,
                 filter_limits,
                 runtime: Some(runtime),
@@ -165,7 +185,9 @@ impl Engine {
         Ok(self.inner.store.ingest(input)?)
     }
 
-    /// Runs a SQL query over the `spans` table (committed files plus memtable).
+    /// Runs a SQL query over the `spans` table (committed files plus memtable) and the
+    /// `rollups` table (per-minute service and edge statistics of committed files, with
+    /// `sketch_merge`, `sketch_quantile` and `sketch_count` to read their sketches).
     ///
     /// Blocking. It may be called from any thread, also from inside the caller's own
     /// async runtime: the query runs on the engine's runtime and this thread waits.
@@ -236,6 +258,140 @@ impl Engine {
             .collect();
         hits.sort();
         Ok(hits.iter().map(ToString::to_string).collect())
+    }
+
+    /// Latency percentiles (and histograms) of response times or trace durations,
+    /// grouped by service, edge, `http.url`, an annotation or time bucket, for any
+    /// filter expression and range. The answer says how it was computed
+    /// ([`Percentiles::mode`]) and its error bound ([`Percentiles::relative_error`]):
+    /// fast answers merge the rollups' sketches (1%), exact ones scan spans.
+    pub fn percentiles(&self, query: &PercentileQuery) -> Result<Percentiles, Error> {
+        let range = traces::time_range(&TraceQuery {
+            range: query.trace_query_range(),
+            ..TraceQuery::default()
+        })?;
+        let filter = match query
+            .filter
+            .as_deref()
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+        {
+            Some(f) => Some(Arc::new(self.compile_filter(f)?)),
+            None => None,
+        };
+        let request = tracelake_query::percentile::PercentileRequest {
+            range,
+            filter,
+            metric: query.metric,
+            by: query.by.clone(),
+            quantiles: query.quantiles.clone(),
+            mode: query.mode,
+            histogram: query.histogram,
+        };
+        let snapshot = self.inner.store.snapshot()?;
+        let ctx = self.inner.ctx.clone();
+        let table = Arc::clone(&self.inner.table);
+        let cache = Arc::clone(&self.inner.rollups);
+        self.block_on(async move {
+            tracelake_query::percentile::percentiles(&ctx, &table, &cache, &snapshot, &request)
+                .await
+        })
+    }
+
+    /// The filter of a group and/or an expression, compiled (`None`: every trace).
+    fn selection(
+        &self,
+        group: Option<&str>,
+        filter: Option<&str>,
+    ) -> Result<Option<Arc<CompiledFilter>>, Error> {
+        let mut parts = Vec::new();
+        if let Some(g) = group {
+            let found = self
+                .group(g)
+                .ok_or_else(|| Error::InvalidArgument(format!("no group named {g:?}")))?;
+            if let Some(e) = found.filter_expression.filter(|e| !e.trim().is_empty()) {
+                parts.push(format!("({e})"));
+            }
+        }
+        if let Some(f) = filter.map(str::trim).filter(|f| !f.is_empty()) {
+            parts.push(format!("({f})"));
+        }
+        if parts.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(self.compile_filter(&parts.join(" AND "))?)))
+    }
+
+    fn event_range(range: Option<(f64, f64)>) -> Result<Option<tracelake_query::TimeRange>, Error> {
+        traces::time_range(&TraceQuery {
+            range: range.map(|(a, b)| (a, b, tracelake_query::RangeType::Event)),
+            ..TraceQuery::default()
+        })
+    }
+
+    /// GetServiceGraph: services (instrumented, inferred and client nodes) with their
+    /// statistics, response-time histograms and edges, over a range, optionally for a
+    /// group's or a filter's traces only.
+    pub fn service_graph(&self, query: &GraphQuery) -> Result<ServiceGraph, Error> {
+        let request = tracelake_query::service_graph::GraphRequest {
+            range: Self::event_range(query.range)?,
+            filter: self.selection(query.group.as_deref(), query.filter.as_deref())?,
+            mode: query.mode,
+        };
+        let snapshot = self.inner.store.snapshot()?;
+        let (ctx, table, cache) = self.query_parts();
+        self.block_on(async move {
+            tracelake_query::service_graph::service_graph(&ctx, &table, &cache, &snapshot, &request)
+                .await
+        })
+    }
+
+    /// GetTraceGraph: the service graph of the given traces (malformed ids are an error).
+    pub fn trace_graph<S: AsRef<str>>(&self, ids: &[S]) -> Result<ServiceGraph, Error> {
+        let ids = ids
+            .iter()
+            .map(|s| {
+                TraceId::parse(s.as_ref()).ok_or_else(|| {
+                    Error::InvalidArgument(format!("{:?} is not a trace id", s.as_ref()))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let (ctx, table, _) = self.query_parts();
+        self.block_on(async move {
+            tracelake_query::service_graph::trace_graph(&ctx, &table, &ids).await
+        })
+    }
+
+    /// GetTimeSeriesServiceStatistics: a service's or an edge's statistics per period.
+    pub fn time_series(
+        &self,
+        query: &TimeSeriesQuery,
+    ) -> Result<(Vec<TimeSeriesPoint>, Answered), Error> {
+        let entity = match query.entity_selector.as_deref().map(str::trim) {
+            Some(s) if !s.is_empty() => tracelake_query::service_graph::Entity::parse(s)?,
+            _ => tracelake_query::service_graph::Entity::Entry,
+        };
+        let request = tracelake_query::service_graph::TimeSeriesRequest {
+            range: Self::event_range(query.range)?,
+            filter: self.selection(query.group.as_deref(), query.filter.as_deref())?,
+            entity,
+            period_s: query.period_s,
+            mode: query.mode,
+        };
+        let snapshot = self.inner.store.snapshot()?;
+        let (ctx, table, cache) = self.query_parts();
+        self.block_on(async move {
+            tracelake_query::service_graph::time_series(&ctx, &table, &cache, &snapshot, &request)
+                .await
+        })
+    }
+
+    fn query_parts(&self) -> (SessionContext, Arc<SpansTable>, Arc<RollupCache>) {
+        (
+            self.inner.ctx.clone(),
+            Arc::clone(&self.inner.table),
+            Arc::clone(&self.inner.rollups),
+        )
     }
 
     /// GetTraceSummaries: the traces in the range that match the filter, newest first,

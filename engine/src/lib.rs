@@ -22,18 +22,30 @@
 //! - [`Engine`]: open a store directory, ingest, query with SQL, flush, close.
 //! - [`EngineOptions`]: durability, limits and flush thresholds.
 //! - [`QueryResult`]: Arrow record batches with table and JSON renderings.
+//! - [`PercentileQuery`] / [`Percentiles`]: latency percentiles, exact or from rollups.
+//! - [`GraphQuery`] / [`ServiceGraph`] and [`TimeSeriesQuery`]: the service graph and
+//!   time series of service and edge statistics.
 //! - [`Error`] / [`ErrorKind`]: one error type for the facade.
 
 mod engine;
 mod error;
 mod group;
+mod percentiles;
 mod result;
+mod service_graph;
 mod traces;
 
 pub use engine::{Engine, EngineOptions, Stats};
 pub use error::{Error, ErrorKind};
 pub use group::{Group, InsightsConfiguration};
+pub use percentiles::{
+    Answered, GroupBy, Metric, Mode, PercentileGroup, PercentileQuery, Percentiles,
+};
 pub use result::QueryResult;
+pub use service_graph::{
+    Edge, ErrorStatistics, FaultStatistics, GraphQuery, HistogramEntry, Service, ServiceGraph,
+    Statistics, TimeSeriesPoint, TimeSeriesQuery,
+};
 pub use tracelake_query::RangeType;
 pub use tracelake_storage::{Durability, IngestReport, Limits, RejectCode, Rejection};
 pub use traces::{

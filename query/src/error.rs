@@ -21,6 +21,9 @@ pub enum Error {
     /// A filter expression that parses but cannot be evaluated (unknown group, cycle...).
     #[error("invalid filter expression: {0}")]
     InvalidFilter(String),
+    /// A request that cannot be answered as asked (the message says why and what to do).
+    #[error("{0}")]
+    InvalidRequest(String),
 }
 
 impl Error {
@@ -28,7 +31,9 @@ impl Error {
         use datafusion::error::DataFusionError as D;
         match self {
             Error::Storage(e) => ErrorKind::Storage(e.kind()),
-            Error::Parse(_) | Error::InvalidFilter(_) => ErrorKind::InvalidQuery,
+            Error::Parse(_) | Error::InvalidFilter(_) | Error::InvalidRequest(_) => {
+                ErrorKind::InvalidQuery
+            }
             Error::DataFusion(e) => match e.find_root() {
                 D::SQL(..) | D::Plan(_) | D::SchemaError(..) | D::NotImplemented(_) => {
                     ErrorKind::InvalidQuery

@@ -199,6 +199,11 @@ pub struct CompiledFilter {
 }
 
 impl CompiledFilter {
+    /// Whether this filter matches every trace (no expression, or an empty one).
+    pub fn is_all(&self) -> bool {
+        matches!(&self.program, Program::And(v) if v.is_empty())
+    }
+
     /// The filter that matches every trace.
     pub fn all() -> CompiledFilter {
         CompiledFilter {

@@ -13,6 +13,7 @@ use arrow::array::{
     UInt64Array,
 };
 use arrow::datatypes::{Int64Type, UInt8Type, UInt64Type};
+use tracelake_storage::graph::{Links, Shape};
 use tracelake_storage::schema::{col, kind};
 
 /// Names of the fields the trace model reads (beside the spans columns it shares names
@@ -179,55 +180,23 @@ impl<'a> Trace<'a> {
                 },
             })
             .collect();
-        let n = rows.len();
-        let by_id: HashMap<u64, usize> = rows.iter().enumerate().map(|(k, r)| (r.id, k)).collect();
-
-        let mut real_children = vec![Vec::new(); n];
-        for (k, r) in rows.iter().enumerate() {
-            if r.segment
-                && let Some(&p) = r.parent.as_ref().and_then(|p| by_id.get(p))
-                && p != k
-            {
-                real_children[p].push(k);
-            }
-        }
-
-        let key = |k: usize| (rows[k].start, rows[k].id);
-        let candidate = (0..n)
-            .filter(|&k| rows[k].segment && rows[k].parent.is_none_or(|p| !by_id.contains_key(&p)))
-            .min_by_key(|&k| key(k));
-        let root =
-            candidate.or_else(|| (0..n).filter(|&k| rows[k].segment).min_by_key(|&k| key(k)));
-
-        // Each row's segment: follow parent links through subsegment rows.
-        let mut seg_of: Vec<Option<Option<usize>>> = vec![None; n];
-        for k in 0..n {
-            let mut chain = Vec::new();
-            let mut cur = Some(k);
-            let found = loop {
-                let Some(c) = cur else { break None };
-                if let Some(known) = seg_of[c] {
-                    break known;
-                }
-                if rows[c].segment {
-                    break Some(c);
-                }
-                if chain.len() > n {
-                    break None; // a parent cycle
-                }
-                chain.push(c);
-                cur = rows[c].parent.and_then(|p| by_id.get(&p).copied());
-            };
-            seg_of[k] = Some(found);
-            for c in chain {
-                seg_of[c] = Some(found);
-            }
-        }
-        let seg_of: Vec<Option<usize>> = seg_of.into_iter().map(Option::flatten).collect();
-
-        let inferred = (0..n)
-            .map(|k| !rows[k].segment && rows[k].remote && real_children[k].is_empty())
+        let links: Vec<Links> = rows
+            .iter()
+            .map(|r| Links {
+                id: r.id,
+                parent: r.parent,
+                segment: r.segment,
+                remote: r.remote,
+                start: r.start,
+            })
             .collect();
+        let Shape {
+            by_id,
+            root,
+            seg_of,
+            real_children,
+            inferred,
+        } = Shape::new(&links);
         Trace {
             cols,
             rows,

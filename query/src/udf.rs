@@ -139,32 +139,6 @@ impl InferredTypeUdf {
     }
 }
 
-/// The inferred type for one row (SPEC 7.19).
-pub(crate) fn inferred_type(
-    namespace: &str,
-    name: &str,
-    has_sql: bool,
-    aws: Option<&str>,
-) -> Option<String> {
-    if namespace != "aws" && namespace != "remote" {
-        return None;
-    }
-    if has_sql {
-        return Some("Database::SQL".to_owned());
-    }
-    if namespace == "remote" {
-        return Some("remote".to_owned());
-    }
-    let table = aws
-        .and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok())
-        .is_some_and(|v| v.get("table_name").is_some_and(|t| !t.is_null()));
-    Some(if table {
-        format!("AWS::{name}::Table")
-    } else {
-        format!("AWS::{name}")
-    })
-}
-
 impl ScalarUDFImpl for InferredTypeUdf {
     fn name(&self) -> &str {
         "xray_inferred_type"
@@ -188,7 +162,7 @@ impl ScalarUDFImpl for InferredTypeUdf {
         for i in 0..ns.len() {
             let t = (!ns.is_null(i))
                 .then(|| {
-                    inferred_type(
+                    tracelake_storage::graph::inferred_type(
                         ns.value(i),
                         if name.is_null(i) { "" } else { name.value(i) },
                         !sql.is_null(i),

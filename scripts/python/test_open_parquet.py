@@ -72,5 +72,50 @@ with tempfile.TemporaryDirectory() as tmp:
     )[0]["n"]
     check("annotations unnest the same in duckdb", tenants == ours_tenants, (tenants, ours_tenants))
 
+    # Percentiles per service: ours (exact and from rollups) against DuckDB's exact
+    # quantile_cont over the very same Parquet files.
+    qs = [0.5, 0.9, 0.99]
+    rows = con.execute(
+        f"""SELECT name, coalesce(origin, ''), account_id, count(*),
+                  quantile_cont((end_ns - start_ns) / 1e9, {qs})
+           FROM {files} WHERE kind = 0 AND end_ns IS NOT NULL AND NOT in_progress
+           GROUP BY ALL"""
+    ).fetchall()
+    duck = {}
+    for name, kind, account, count, values in rows:
+        key = (("service", name), ("type", kind)) + ((("account", account),) if account is not None else ())
+        duck[key] = (count, values)
+
+    def ours_percentiles(mode):
+        out = json.loads(tracelake("percentiles", "--dir", store, "--by", "service", "--mode", mode, "--json"))
+        groups = {}
+        for g in out["groups"]:
+            key = tuple((k, g[k]) for k in ("service", "type", "account") if k in g)
+            groups[key] = (g["count"], [g["p50"], g["p90"], g["p99"]])
+        return out, groups
+
+    exact, ours_exact = ours_percentiles("exact")
+    check("exact percentiles say they are exact", exact["mode"] == "exact" and exact["relative_error"] == 0, exact["mode"])
+    missing = [k for k in duck if k not in ours_exact]
+    check("every service duckdb sees has percentiles", not missing and len(duck) > 3, missing)
+    worst = max(
+        (abs(a - b) / max(abs(b), 1e-12) for k in duck if k in ours_exact for a, b in zip(ours_exact[k][1], duck[k][1])),
+        default=1.0,
+    )
+    same_counts = all(ours_exact.get(k, (None,))[0] == duck[k][0] for k in duck)
+    check("exact per-service counts equal duckdb's", same_counts)
+    check("exact per-service quantiles equal duckdb's quantile_cont", worst < 1e-9, f"worst relative difference {worst}")
+
+    fast, ours_fast = ours_percentiles("fast")
+    check("fast percentiles come from rollups", fast["mode"] == "fast" and fast["partitions_from_rollups"] > 0, fast)
+    # The stated bound: within 1% of the exact quantile_cont.
+    worst = 0.0
+    for k, (count, values) in duck.items():
+        for got, exact_v in zip(ours_fast.get(k, (0, [None] * 3))[1], values):
+            worst = max(worst, abs(got - exact_v) / max(exact_v, 1e-12) if got is not None else 1.0)
+    check("fast per-service quantiles are within 1% of duckdb's quantile_cont", worst <= 0.01 + 1e-9, worst)
+    check("fast per-service counts are exact", all(ours_fast.get(k, (None,))[0] == duck[k][0] for k in duck))
+    print(f"     largest relative error of fast percentiles against duckdb's quantile_cont: {worst:.5f}")
+
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

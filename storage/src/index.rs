@@ -792,16 +792,9 @@ pub fn remove(data_file: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flatten::SpanBuilder;
-    use crate::segment::{Limits, parse};
 
     fn batch(docs: &[String]) -> RecordBatch {
-        let mut b = SpanBuilder::new();
-        for (i, d) in docs.iter().enumerate() {
-            let doc = parse(d.as_bytes(), &Limits::default()).unwrap();
-            b.append_document(&doc, i as u64 + 1, &mut |_, _, _| true);
-        }
-        crate::datafile::sort_rows(&b.finish().unwrap()).unwrap()
+        crate::datafile::sorted_batch_of(docs)
     }
 
     fn doc(trace: u32, id: u32, extra: &str) -> String {

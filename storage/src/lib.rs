@@ -7,8 +7,10 @@
 //! 3. [`flatten::SpanBuilder`] turns it into rows of the [`schema::spans`] table;
 //! 4. [`store::Store`] logs it in the [`wal`], keeps it in the [`memtable`], and flushes
 //!    partitions ([`partition`]) into Parquet files ([`datafile`]) with bitmap index
-//!    sidecars ([`index`]), listed by the [`manifest`]; point reads decompress pages
-//!    with one zstd context per thread (`page`);
+//!    sidecars ([`index`]) and rollups of service and edge statistics with latency
+//!    [`sketch`]es ([`rollup`], over each trace's structure: [`graph`]), listed by the
+//!    [`manifest`]; point reads decompress pages with one zstd context per thread
+//!    (`page`);
 //! 5. [`rebuild`] turns rows back into documents, value-equal to what was sent.
 //!
 //! This crate never depends on DataFusion; the query crate reads [`snapshot::Snapshot`]s.
@@ -21,11 +23,14 @@ pub mod segment;
 
 pub use error::{Error, ErrorKind, Result};
 pub mod datafile;
+pub mod graph;
 pub mod index;
 pub mod manifest;
 pub mod memtable;
 mod page;
 pub mod partition;
+pub mod rollup;
+pub mod sketch;
 pub mod snapshot;
 pub mod store;
 pub mod wal;

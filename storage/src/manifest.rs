@@ -40,6 +40,16 @@ pub struct FileMeta {
     /// hold: readers of the partition resolve upserts (SPEC 7.8) until compaction.
     pub shadows: bool,
     pub format_version: u32,
+    /// Version of the file's rollup sidecar ([`crate::rollup`]); 0: it has none
+    /// (written before rollups existed, or the rollup could not be built).
+    #[serde(default)]
+    pub rollup_version: u32,
+    /// Some trace of this file also has rows in another file of its partition. Rollups
+    /// are per file and edges, roots and inferred nodes need whole traces, so readers
+    /// scan such a partition's spans instead of merging its rollups (until compaction
+    /// rewrites it).
+    #[serde(default)]
+    pub shares_traces: bool,
 }
 
 /// The current state of the store.

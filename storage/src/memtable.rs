@@ -3,6 +3,7 @@
 //! one Parquet file per partition.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, PoisonError};
 
 use arrow::array::{BooleanArray, RecordBatch};
 use arrow::compute::{concat_batches, filter_record_batch};
@@ -54,8 +55,10 @@ impl MemPartition {
         Ok(())
     }
 
-    /// Live rows as batches (deleted rows filtered out).
-    fn live_batches(&mut self) -> Result<Vec<RecordBatch>> {
+    /// The sealed batches with a keep-mask where rows were replaced. Cheap (clones of
+    /// shared buffers and one mask): callers hold the write lock, and filter after
+    /// releasing it ([`Raw::live`]).
+    fn raw(&mut self) -> Result<Vec<(RecordBatch, Option<BooleanArray>)>> {
         self.seal()?;
         let mut out = Vec::with_capacity(self.sealed.len());
         let mut offset = 0;
@@ -63,14 +66,42 @@ impl MemPartition {
             let n = b.num_rows();
             let del = &self.deleted[offset..offset + n];
             offset += n;
-            if !del.iter().any(|d| *d) {
-                out.push(b.clone());
-            } else {
-                let mask: BooleanArray = del.iter().map(|d| Some(!d)).collect();
-                out.push(filter_record_batch(b, &mask)?);
-            }
+            let mask = del
+                .iter()
+                .any(|d| *d)
+                .then(|| del.iter().map(|d| Some(!d)).collect::<BooleanArray>());
+            out.push((b.clone(), mask));
         }
         Ok(out)
+    }
+}
+
+/// Batches with keep-masks: rows of a partition before replaced rows are filtered out.
+#[derive(Debug, Clone)]
+pub struct Raw {
+    pub partition: PartitionKey,
+    parts: Vec<(RecordBatch, Option<BooleanArray>)>,
+    pub shadows: bool,
+}
+
+fn live(parts: &[(RecordBatch, Option<BooleanArray>)]) -> Result<Vec<RecordBatch>> {
+    parts
+        .iter()
+        .map(|(b, mask)| match mask {
+            None => Ok(b.clone()),
+            Some(m) => Ok(filter_record_batch(b, m)?),
+        })
+        .collect()
+}
+
+impl Raw {
+    /// The live rows (replaced rows filtered out).
+    pub fn live(&self) -> Result<MemRows> {
+        Ok(MemRows {
+            partition: self.partition,
+            batches: live(&self.parts)?,
+            shadows: self.shadows,
+        })
     }
 }
 
@@ -92,9 +123,30 @@ pub struct Frozen {
 
 #[derive(Debug)]
 pub struct FrozenPartition {
-    pub batches: Vec<RecordBatch>,
+    /// Raw batches until the first reader or the flush filters them, then live ones.
+    rows: Mutex<FrozenRows>,
     pub keys: HashMap<RowKey, (usize, RowVersion)>,
     pub shadows: bool,
+}
+
+#[derive(Debug)]
+enum FrozenRows {
+    Raw(Vec<(RecordBatch, Option<BooleanArray>)>),
+    Live(Vec<RecordBatch>),
+}
+
+impl FrozenPartition {
+    /// The live rows, filtered once (outside the store's locks).
+    pub fn batches(&self) -> Result<Vec<RecordBatch>> {
+        let mut rows = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
+        if let FrozenRows::Raw(parts) = &*rows {
+            *rows = FrozenRows::Live(live(parts)?);
+        }
+        match &*rows {
+            FrozenRows::Live(b) => Ok(b.clone()),
+            FrozenRows::Raw(_) => Ok(Vec::new()),
+        }
+    }
 }
 
 /// Rows of one partition as a snapshot sees them.
@@ -185,28 +237,30 @@ impl Memtable {
             .is_some_and(|p| p.keys.contains_key(key))
     }
 
-    /// The live rows of every partition.
-    pub fn snapshot(&mut self) -> Result<Vec<MemRows>> {
+    /// Every partition's rows, to be filtered by [`Raw::live`] once the caller has
+    /// released its locks.
+    pub fn snapshot_raw(&mut self) -> Result<Vec<Raw>> {
         let mut out = Vec::with_capacity(self.partitions.len());
         for (k, p) in &mut self.partitions {
-            out.push(MemRows {
+            out.push(Raw {
                 partition: *k,
-                batches: p.live_batches()?,
+                parts: p.raw()?,
                 shadows: p.shadows,
             });
         }
         Ok(out)
     }
 
-    /// Freezes the memtable for flushing.
+    /// Freezes the memtable for flushing. Cheap: replaced rows are filtered out later,
+    /// outside the store's write lock.
     pub fn freeze(mut self) -> Result<Frozen> {
         let mut partitions = BTreeMap::new();
         for (k, p) in &mut self.partitions {
-            let batches = p.live_batches()?;
+            let parts = p.raw()?;
             partitions.insert(
                 *k,
                 FrozenPartition {
-                    batches,
+                    rows: Mutex::new(FrozenRows::Raw(parts)),
                     keys: std::mem::take(&mut p.keys),
                     shadows: p.shadows,
                 },
@@ -226,13 +280,16 @@ impl Frozen {
             .is_some_and(|p| p.keys.contains_key(key))
     }
 
-    pub fn rows(&self) -> Vec<MemRows> {
+    /// The live rows of every partition (filtered on the first call).
+    pub fn rows(&self) -> Result<Vec<MemRows>> {
         self.partitions
             .iter()
-            .map(|(k, p)| MemRows {
-                partition: *k,
-                batches: p.batches.clone(),
-                shadows: p.shadows,
+            .map(|(k, p)| {
+                Ok(MemRows {
+                    partition: *k,
+                    batches: p.batches()?,
+                    shadows: p.shadows,
+                })
             })
             .collect()
     }

@@ -468,16 +468,27 @@ impl Store {
                 })
             }
             Some(write) => {
-                let mut w = lock(write);
-                let v = s.view.read().unwrap_or_else(|e| e.into_inner());
+                // Under the locks only clones of shared buffers; replaced rows are
+                // filtered out after releasing them, so readers never stall ingest.
+                let (files, frozen, raw) = {
+                    let mut w = lock(write);
+                    let v = s.view.read().unwrap_or_else(|e| e.into_inner());
+                    (
+                        Arc::clone(&v.files),
+                        v.frozen.clone(),
+                        w.memtable.snapshot_raw()?,
+                    )
+                };
                 let mut memory = Vec::new();
-                for f in &v.frozen {
-                    memory.extend(f.rows());
+                for f in &frozen {
+                    memory.extend(f.rows()?);
                 }
-                memory.extend(w.memtable.snapshot()?);
+                for r in &raw {
+                    memory.push(r.live()?);
+                }
                 Ok(Snapshot {
                     root: s.root.clone(),
-                    files: Arc::clone(&v.files),
+                    files,
                     memory,
                 })
             }
@@ -633,12 +644,22 @@ fn write_frozen(s: &Shared, frozen: &Arc<Frozen>) -> Result<()> {
         .manifest
         .next_file_id;
     let mut new_files = Vec::new();
+    let mut blooms = Vec::new();
     for (p, part) in &frozen.partitions {
-        if part.batches.iter().all(|b| b.num_rows() == 0) {
+        let batches = part.batches()?;
+        if batches.iter().all(|b| b.num_rows() == 0) {
             continue;
         }
-        let batch = arrow::compute::concat_batches(&crate::schema::spans(), &part.batches)?;
-        new_files.push(datafile::write(&s.root, *p, next_id, &batch, part.shadows)?);
+        let batch = arrow::compute::concat_batches(&crate::schema::spans(), &batches)?;
+        let meta = datafile::write(&s.root, *p, next_id, &batch, part.shadows)?;
+        // Read the new file's id bloom filters here, outside every lock: the first ingest
+        // that checks for upserts against the file would otherwise read them under the
+        // write lock, stalling every acknowledgement behind a disk read.
+        match datafile::id_bloom_filters(&s.root, &meta) {
+            Ok(b) => blooms.push((meta.id, b)),
+            Err(e) => tracing::warn!(file = %meta.path, error = %e, "cannot read id bloom filter"),
+        }
+        new_files.push(meta);
         next_id += 1;
     }
     // Commit outside the view lock (ingest reads the view under the write lock, so its
@@ -650,10 +671,22 @@ fn write_frozen(s: &Shared, frozen: &Arc<Frozen>) -> Result<()> {
         .unwrap_or_else(|e| e.into_inner())
         .manifest
         .clone();
+    // Flush boundaries cut traces: mark the files that share one (see `shares_traces`).
+    for f in &mut new_files {
+        for g in m.files.iter_mut().filter(|g| g.partition == f.partition) {
+            if share_traces(&s.root, f, g) {
+                f.shares_traces = true;
+                g.shares_traces = true;
+            }
+        }
+    }
     m.files.extend(new_files);
     m.next_file_id = next_id;
     m.flushed_seq = m.flushed_seq.max(frozen.max_seq);
     manifest::commit(&s.root, &mut m)?;
+    if let Some(write) = s.write.as_ref() {
+        lock(write).blooms.extend(blooms);
+    }
     let mut v = s.view.write().unwrap_or_else(|e| e.into_inner());
     v.files = Arc::new(m.files.clone());
     v.by_partition = files_by_partition(&v.files);
@@ -662,17 +695,49 @@ fn write_frozen(s: &Shared, frozen: &Arc<Frozen>) -> Result<()> {
     Ok(())
 }
 
-/// Removes data files that no manifest names (left by a crash mid-flush).
+/// Whether two files of a partition hold rows of a common trace; a file whose index
+/// cannot be read is assumed to. Trace ids begin with their time, so files of
+/// successive flushes overlap in a narrow window of ids, and only that window is walked.
+fn share_traces(root: &Path, a: &FileMeta, b: &FileMeta) -> bool {
+    if a.rows == 0 || b.rows == 0 {
+        return false;
+    }
+    if a.max_trace_id < b.min_trace_id || b.max_trace_id < a.min_trace_id {
+        return false;
+    }
+    let open = |f: &FileMeta| crate::index::Index::open(&root.join(&f.path), f.rows);
+    let (Ok(ia), Ok(ib)) = (open(a), open(b)) else {
+        return true;
+    };
+    let (Some((alo, ahi)), Some((blo, bhi))) = (ia.trace_bounds(), ib.trace_bounds()) else {
+        return false;
+    };
+    let (lo, hi) = (alo.max(blo), ahi.min(bhi));
+    let (small, large) = {
+        let (wa, wb) = (ia.trace_positions(&lo, &hi), ib.trace_positions(&lo, &hi));
+        if wa.len() <= wb.len() {
+            ((ia, wa), ib)
+        } else {
+            ((ib, wb), ia)
+        }
+    };
+    let (idx, window) = small;
+    window
+        .filter_map(|p| idx.trace_at(p))
+        .any(|(t, _)| large.trace_rows(&t).is_some())
+}
+
+/// Removes data and rollup files that no manifest names (left by a crash mid-flush).
 fn remove_orphans(root: &Path, m: &Manifest) -> Result<()> {
     let mut live: std::collections::HashSet<String> =
         m.files.iter().map(|f| f.path.clone()).collect();
-    // and their index sidecars
+    // and their index and rollup sidecars
     for f in &m.files {
         let side = crate::index::sidecar_path(Path::new(&f.path));
         live.insert(side.to_string_lossy().replace('\\', "/"));
+        live.insert(crate::rollup::relative_path(f.partition, f.id));
     }
-    let spans = root.join("spans");
-    let mut stack = vec![spans];
+    let mut stack = vec![root.join("spans"), root.join("rollups")];
     while let Some(dir) = stack.pop() {
         let rd = match fs::read_dir(&dir) {
             Ok(rd) => rd,

@@ -468,3 +468,75 @@ fn point_reads_equal_the_parquet_reader() {
         assert_eq!(ours, theirs, "{ranges:?}");
     }
 }
+
+fn doc(trace: u32, id: u32, parent: Option<u32>) -> String {
+    let parent = parent.map_or_else(String::new, |p| format!(r#","parent_id":"{p:016x}""#));
+    format!(
+        r#"{{"trace_id":"1-5f5e1000-{trace:024x}","id":"{id:016x}"{parent},"name":"svc","start_time":1600000000,"end_time":1600000001}}"#
+    )
+}
+
+#[test]
+fn files_whose_traces_continue_elsewhere_are_marked_and_rollups_are_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path(), StoreOptions::default()).unwrap();
+    // trace 1 in one flush; traces 2 and 3 across two flushes, trace 4 in the second
+    store
+        .ingest(
+            format!(
+                "{}\n{}\n{}",
+                doc(1, 1, None),
+                doc(2, 2, None),
+                doc(3, 3, None)
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    store.flush().unwrap();
+    store.ingest(doc(4, 4, None).as_bytes()).unwrap();
+    store.flush().unwrap();
+    let files = store.snapshot().unwrap().files;
+    assert_eq!(files.len(), 2);
+    assert!(files.iter().all(|f| !f.shares_traces), "{files:?}");
+    store
+        .ingest(format!("{}\n{}", doc(3, 5, Some(3)), doc(9, 9, None)).as_bytes())
+        .unwrap();
+    store.flush().unwrap();
+    let files = store.snapshot().unwrap().files;
+    let shares: Vec<bool> = files.iter().map(|f| f.shares_traces).collect();
+    assert_eq!(shares, vec![true, false, true]);
+    for f in files.iter() {
+        assert_eq!(f.rollup_version, tracelake_storage::rollup::ROLLUP_VERSION);
+        let r = tracelake_storage::rollup::read(tmp.path(), f)
+            .unwrap()
+            .unwrap();
+        assert!(r.num_rows() > 0);
+    }
+    // reopening keeps the marks; a rollup file no manifest names is an orphan
+    store.close().unwrap();
+    drop(store);
+    let stray = tmp.path().join(tracelake_storage::rollup::relative_path(
+        files[0].partition,
+        999,
+    ));
+    std::fs::copy(
+        tmp.path().join(tracelake_storage::rollup::relative_path(
+            files[0].partition,
+            files[0].id,
+        )),
+        &stray,
+    )
+    .unwrap();
+    let store = Store::open(tmp.path(), StoreOptions::default()).unwrap();
+    assert_eq!(
+        store
+            .snapshot()
+            .unwrap()
+            .files
+            .iter()
+            .map(|f| f.shares_traces)
+            .collect::<Vec<_>>(),
+        shares
+    );
+    assert!(!stray.exists());
+}

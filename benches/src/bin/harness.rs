@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
-use tracelake::{Durability, Engine, EngineOptions, TraceQuery};
+use tracelake::{Durability, Engine, EngineOptions, GroupBy, Mode, PercentileQuery, TraceQuery};
 use tracelake_storage::TraceId;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -214,15 +214,9 @@ fn run(args: &Args) -> Result<()> {
     if args.wants("T5") {
         lines.extend(m.t5()?);
     }
-    lines.push(Line {
-        target: "T6",
-        what: "percentiles per service (issue 5)".into(),
-        ours: "not built".into(),
-        duckdb: "-".into(),
-        datafusion: "-".into(),
-        goal: "<= 50 ms",
-        met: None,
-    });
+    if args.wants("T6") {
+        lines.extend(m.t6()?);
+    }
 
     println!();
     println!(
@@ -461,6 +455,96 @@ impl Measure<'_> {
             goal: ">= 400M rows/s",
             met: Some(rows as f64 / m5 >= 400e6),
         }])
+    }
+}
+
+impl Measure<'_> {
+    /// T6: p50/p90/p99 of response times per service over everything, from rollups and
+    /// by scanning, with the error of the fast answer against DuckDB's exact one.
+    fn t6(&self) -> Result<Vec<Line>> {
+        let (args, engine) = (self.args, self.engine);
+        eprintln!("T6: percentiles per service");
+        let ask = |mode| {
+            engine.percentiles(&PercentileQuery {
+                by: GroupBy::Service,
+                mode,
+                ..PercentileQuery::default()
+            })
+        };
+        let fast = ask(Mode::Auto)?;
+        let mut t_fast = Vec::new();
+        for _ in 0..args.runs {
+            let t = Instant::now();
+            ask(Mode::Auto)?;
+            t_fast.push(t.elapsed().as_secs_f64());
+        }
+        let t = Instant::now();
+        let exact = ask(Mode::Exact)?;
+        let t_exact = t.elapsed().as_secs_f64();
+        let duck = self
+            .duck
+            .as_ref()
+            .map(|d| d.run("percentiles", &[], args.runs.min(3), false))
+            .transpose()?;
+        // the largest relative difference from DuckDB's exact quantiles (real nodes)
+        let error_vs = |p: &tracelake::Percentiles, answer: &serde_json::Value| {
+            let mut worst: f64 = 0.0;
+            for g in &p.groups {
+                let f = |k: &str| g.key.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
+                let key = format!("{}|{}", f("service").unwrap_or(""), f("type").unwrap_or(""));
+                if let Some(theirs) = answer.get(&key).and_then(|v| v.as_array()) {
+                    for (i, ours) in g.values.iter().enumerate() {
+                        if let Some(x) = theirs.get(i + 1).and_then(serde_json::Value::as_f64) {
+                            worst = worst.max((ours - x).abs() / x.abs().max(1e-12));
+                        }
+                    }
+                }
+            }
+            worst
+        };
+        let m = median(&t_fast);
+        let (err_fast, err_exact) = match &duck {
+            Some(d) => (
+                format!("{:.3}%", error_vs(&fast, &d.answer) * 100.0),
+                format!("{:.2e}", error_vs(&exact, &d.answer)),
+            ),
+            None => ("-".into(), "-".into()),
+        };
+        Ok(vec![
+            Line {
+                target: "T6",
+                what: format!(
+                    "p50/p90/p99 per service, {} ({} from rollups, {} scanned), warm",
+                    fast.mode, fast.partitions_from_rollups, fast.partitions_scanned
+                ),
+                ours: ms(m),
+                duckdb: peer(duck.as_ref().map(|d| d.times.clone()), 0.5, m),
+                datafusion: "-".into(),
+                goal: "<= 50 ms",
+                met: Some(m <= 0.050 && fast.mode == tracelake::Answered::Fast),
+            },
+            Line {
+                target: "T6",
+                what: format!(
+                    "same, exact (scan, {} partitions)",
+                    exact.partitions_scanned
+                ),
+                ours: ms(t_exact),
+                duckdb: peer(duck.as_ref().map(|d| d.times.clone()), 0.5, t_exact),
+                datafusion: "-".into(),
+                goal: "<= 1 s",
+                met: Some(t_exact <= 1.0),
+            },
+            Line {
+                target: "T6",
+                what: "largest error vs DuckDB quantile_cont (fast / exact)".into(),
+                ours: format!("{err_fast} / {err_exact}"),
+                duckdb: "exact".into(),
+                datafusion: "-".into(),
+                goal: "<= 1%",
+                met: duck.as_ref().map(|d| error_vs(&fast, &d.answer) <= 0.01),
+            },
+        ])
     }
 }
 

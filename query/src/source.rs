@@ -1,0 +1,244 @@
+//! Where node and edge statistics come from, partition by partition (a trace never
+//! spans partitions): the partition's rollups when they answer for it alone, otherwise
+//! a scan of its spans with upserts resolved. Percentiles and the service graph walk
+//! the store the same way.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::compute::concat_batches;
+use datafusion::common::DataFusionError;
+use datafusion::datasource::{TableProvider, provider_as_source};
+use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::{LogicalPlanBuilder, col};
+use tracelake_storage::manifest::FileMeta;
+use tracelake_storage::rollup::{self, MINUTE_NS, Row};
+use tracelake_storage::schema::col as c;
+use tracelake_storage::{PartitionKey, Snapshot, TraceId};
+
+use crate::error::Result;
+use crate::provider::{SnapshotSource, SpansTable};
+use crate::rollups::RollupCache;
+use crate::search::TimeRange;
+
+/// What one partition contributes.
+pub(crate) enum Part {
+    /// The rollup rows of its files (one list per file).
+    Rollups(Vec<Arc<Vec<Row>>>),
+    /// Its rows, sorted by trace id, with the columns [`rollup::visit`] reads plus the
+    /// extra ones asked for.
+    Rows(RecordBatch),
+}
+
+/// How many partitions each path answered.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Walked {
+    pub from_rollups: usize,
+    pub scanned: usize,
+}
+
+/// `[start, end)` in ns; widened to whole minutes (the rollups' buckets) when `fast`.
+pub(crate) fn window(range: Option<TimeRange>, fast: bool) -> Option<(i64, i64)> {
+    range.map(|t| {
+        if fast {
+            let up = if t.end_ns.rem_euclid(MINUTE_NS) == 0 {
+                0
+            } else {
+                MINUTE_NS
+            };
+            (
+                t.start_ns.div_euclid(MINUTE_NS) * MINUTE_NS,
+                t.end_ns.div_euclid(MINUTE_NS) * MINUTE_NS + up,
+            )
+        } else {
+            (t.start_ns, t.end_ns)
+        }
+    })
+}
+
+pub(crate) fn in_range(range: Option<(i64, i64)>, t: i64) -> bool {
+    range.is_none_or(|(lo, hi)| t >= lo && t < hi)
+}
+
+/// Whether row `i` of a scanned batch belongs to a matched trace (every row, without a
+/// set).
+pub(crate) fn row_filter<'a>(
+    batch: &'a RecordBatch,
+    matched: Option<&'a HashSet<TraceId>>,
+) -> impl Fn(usize) -> bool + 'a {
+    let traces = batch
+        .column_by_name(c::TRACE_ID)
+        .and_then(|a| a.as_fixed_size_binary_opt());
+    move |row| {
+        matched.is_none_or(|m| {
+            traces.is_some_and(|t| {
+                <[u8; 16]>::try_from(t.value(row)).is_ok_and(|id| m.contains(&TraceId(id)))
+            })
+        })
+    }
+}
+
+/// The traces matching a filter expression.
+pub(crate) async fn matching_traces(
+    ctx: &SessionContext,
+    table: &Arc<SpansTable>,
+    f: &Arc<crate::CompiledFilter>,
+    range: Option<TimeRange>,
+) -> Result<HashSet<TraceId>> {
+    let found = crate::search::find(ctx, table, f, range, None).await?;
+    Ok(found
+        .hits
+        .into_iter()
+        .filter(|h| h.matched)
+        .map(|h| h.trace_id)
+        .collect())
+}
+
+/// Calls `f` with every partition that has data in `range`: its rollups when `fast` and
+/// they answer for it alone, else its scanned rows.
+pub(crate) async fn walk(
+    ctx: &SessionContext,
+    cache: &RollupCache,
+    snapshot: &Snapshot,
+    range: Option<(i64, i64)>,
+    fast: bool,
+    extra_columns: &[&str],
+    mut f: impl FnMut(Part) -> Result<()>,
+) -> Result<Walked> {
+    let mut walked = Walked::default();
+    for (p, files) in partitions(snapshot, range) {
+        let rollups = if fast && rollups_answer(snapshot, p, &files) {
+            read_rollups(cache, snapshot, &files)
+        } else {
+            None
+        };
+        if let Some(r) = rollups {
+            f(Part::Rollups(r))?;
+            walked.from_rollups += 1;
+        } else if let Some(batch) = scan_partition(ctx, snapshot, p, extra_columns).await? {
+            f(Part::Rows(batch))?;
+            walked.scanned += 1;
+        }
+    }
+    Ok(walked)
+}
+
+/// Partitions with data in `range` (files by their start-time bounds; memtable rows
+/// always), with those files.
+fn partitions(s: &Snapshot, range: Option<(i64, i64)>) -> BTreeMap<PartitionKey, Vec<FileMeta>> {
+    let mut out: BTreeMap<PartitionKey, Vec<FileMeta>> = BTreeMap::new();
+    for f in s.files.iter() {
+        if range.is_none_or(|(lo, hi)| f.max_start_ns >= lo && f.min_start_ns < hi) {
+            out.entry(f.partition).or_default().push(f.clone());
+        }
+    }
+    for m in &s.memory {
+        out.entry(m.partition).or_default();
+    }
+    out
+}
+
+/// Whether the rollups of a partition's files answer for it alone: no rows in memory,
+/// every file rolled up, and no trace split across files (by flushes) or resent.
+fn rollups_answer(s: &Snapshot, p: PartitionKey, files: &[FileMeta]) -> bool {
+    let in_memory = s
+        .memory
+        .iter()
+        .any(|m| m.partition == p && m.batches.iter().any(|b| b.num_rows() > 0));
+    // every file of the partition, not only those in range: a split trace may have
+    // its caller in one and its callee in another
+    let mut all_files = s.files.iter().filter(|f| f.partition == p);
+    !in_memory
+        && !files.is_empty()
+        && all_files
+            .all(|f| f.rollup_version == rollup::ROLLUP_VERSION && !f.shares_traces && !f.shadows)
+}
+
+/// The rollup rows of a partition's files; `None` (and a warning) when one cannot be
+/// read: the partition is scanned instead, slower but never wrong.
+fn read_rollups(
+    cache: &RollupCache,
+    s: &Snapshot,
+    files: &[FileMeta],
+) -> Option<Vec<Arc<Vec<Row>>>> {
+    let mut out = Vec::with_capacity(files.len());
+    for f in files {
+        match cache.get(&s.root, f) {
+            Ok(Some((_, rows))) => out.push(rows),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(file = %f.path, error = %e, "cannot read rollups; scanning spans");
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// A fixed snapshot: one partition's files and memtable rows.
+#[derive(Debug)]
+struct Fixed(Snapshot);
+
+impl SnapshotSource for Fixed {
+    fn snapshot(&self) -> tracelake_storage::Result<Snapshot> {
+        Ok(self.0.clone())
+    }
+}
+
+/// Every row of one partition (upserts resolved) with the columns [`rollup::visit`]
+/// reads and `extra`, sorted by trace id; `None` when it has none.
+async fn scan_partition(
+    ctx: &SessionContext,
+    s: &Snapshot,
+    p: PartitionKey,
+    extra: &[&str],
+) -> Result<Option<RecordBatch>> {
+    let part = Snapshot {
+        root: s.root.clone(),
+        files: Arc::new(
+            s.files
+                .iter()
+                .filter(|f| f.partition == p)
+                .cloned()
+                .collect(),
+        ),
+        memory: s
+            .memory
+            .iter()
+            .filter(|m| m.partition == p)
+            .cloned()
+            .collect(),
+    };
+    let table = Arc::new(SpansTable::new(Arc::new(Fixed(part))));
+    let cols = [
+        c::TRACE_ID,
+        c::ID,
+        c::PARENT_ID,
+        c::KIND,
+        c::START_NS,
+        c::END_NS,
+        c::IN_PROGRESS,
+        c::ERROR,
+        c::FAULT,
+        c::THROTTLE,
+        c::NAME,
+        c::ORIGIN,
+        c::NAMESPACE,
+        c::ACCOUNT_ID,
+        c::SQL,
+        c::AWS,
+    ];
+    let source = provider_as_source(table as Arc<dyn TableProvider>);
+    let plan = LogicalPlanBuilder::scan("spans", source, None)?
+        .project(cols.iter().chain(extra).map(|n| col(*n)))?
+        .build()?;
+    let df = ctx.execute_logical_plan(plan).await?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
+    let batch = concat_batches(&schema, &batches).map_err(DataFusionError::from)?;
+    if batch.num_rows() == 0 {
+        return Ok(None);
+    }
+    Ok(Some(tracelake_storage::datafile::sort_rows(&batch)?))
+}
