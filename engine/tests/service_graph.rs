@@ -71,11 +71,13 @@ fn items() -> Vec<Item> {
     by_key.into_values().collect()
 }
 
+/// Requests per node (name, type).
+type Nodes = BTreeMap<(String, String), u64>;
+/// Requests per edge (caller, callee name, callee type).
+type Edges = BTreeMap<(String, String, String), u64>;
+
 /// Statistics the oracle expects: (node totals, edge totals).
-fn expected() -> (
-    BTreeMap<(String, String), u64>,
-    BTreeMap<(String, String, String), u64>,
-) {
+fn expected() -> (Nodes, Edges) {
     let items = items();
     let by: HashMap<(&str, &str), &Item> = items
         .iter()
@@ -97,8 +99,8 @@ fn expected() -> (
         .filter(|i| i.segment)
         .filter_map(|i| Some((i.trace.as_str(), i.parent.as_deref()?)))
         .collect();
-    let mut nodes: BTreeMap<(String, String), u64> = BTreeMap::new();
-    let mut edges: BTreeMap<(String, String, String), u64> = BTreeMap::new();
+    let mut nodes = Nodes::new();
+    let mut edges = Edges::new();
     for i in items.iter().filter(|i| i.complete) {
         if i.segment {
             *nodes.entry((i.name.clone(), String::new())).or_default() += 1;
@@ -136,12 +138,7 @@ fn expected() -> (
     (nodes, edges)
 }
 
-fn graph_counts(
-    g: &ServiceGraph,
-) -> (
-    BTreeMap<(String, String), u64>,
-    BTreeMap<(String, String, String), u64>,
-) {
+fn graph_counts(g: &ServiceGraph) -> (Nodes, Edges) {
     let by_id: HashMap<usize, &tracelake::Service> =
         g.services.iter().map(|s| (s.reference_id, s)).collect();
     let mut nodes = BTreeMap::new();

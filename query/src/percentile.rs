@@ -152,7 +152,7 @@ fn needs_exact(r: &PercentileRequest) -> Option<String> {
     match &r.by {
         GroupBy::HttpUrl => Some("rollups are not grouped by http.url".into()),
         GroupBy::Annotation(_) => Some("rollups are not grouped by annotations".into()),
-        GroupBy::Time { period_s } if period_s % 60 != 0 => {
+        GroupBy::Time { period_s } if !period_s.is_multiple_of(60) => {
             Some("rollups have one-minute buckets: use a period that is a multiple of 60 s".into())
         }
         _ => None,

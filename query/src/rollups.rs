@@ -43,10 +43,13 @@ use crate::provider::SnapshotSource;
 /// Files whose decoded rollups are kept.
 const CACHED_FILES: usize = 4096;
 
+/// A file's rollups: as read (for SQL) and decoded (for percentiles and graphs).
+pub type FileRollups = (RecordBatch, Arc<Vec<Row>>);
+
 /// Decoded rollups by file id.
 #[derive(Debug, Default)]
 pub struct RollupCache {
-    files: Mutex<HashMap<u64, (RecordBatch, Arc<Vec<Row>>)>>,
+    files: Mutex<HashMap<u64, FileRollups>>,
 }
 
 impl RollupCache {
@@ -55,7 +58,7 @@ impl RollupCache {
         &self,
         root: &std::path::Path,
         f: &FileMeta,
-    ) -> tracelake_storage::Result<Option<(RecordBatch, Arc<Vec<Row>>)>> {
+    ) -> tracelake_storage::Result<Option<FileRollups>> {
         let lock = || self.files.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(hit) = lock().get(&f.id) {
             return Ok(Some(hit.clone()));

@@ -446,7 +446,7 @@ pub async fn time_series(
         ));
     }
     let (mut fast, _) = mode_of(r.mode, r.filter.as_ref())?;
-    if r.period_s % 60 != 0 {
+    if !r.period_s.is_multiple_of(60) {
         if r.mode == Mode::Fast {
             return Err(Error::InvalidRequest(
                 "fast mode cannot answer: rollups have one-minute buckets; use a period that is a multiple of 60 s".into(),

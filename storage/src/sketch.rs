@@ -177,7 +177,7 @@ impl Sketch {
     fn at_rank(&self, k: u64) -> f64 {
         let mut seen = self.zero;
         if k < seen {
-            return self.min.max(0.0).min(MIN_VALUE);
+            return self.min.clamp(0.0, MIN_VALUE);
         }
         for (i, &c) in self.counts.iter().enumerate() {
             seen += c;
