@@ -312,3 +312,30 @@ fn groups_filters_trace_graphs_and_time_series() {
         .unwrap_err();
     assert!(bad.to_string().contains("not an entity selector"), "{bad}");
 }
+
+#[test]
+fn a_store_of_many_small_files_gives_the_same_graph_from_corrected_rollups() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e = Engine::open(
+        tmp.path(),
+        EngineOptions {
+            flush_rows: 1_500,
+            ..EngineOptions::default()
+        },
+    )
+    .unwrap();
+    for chunk in corpus()
+        .split(|c| *c == b'\n')
+        .collect::<Vec<_>>()
+        .chunks(500)
+    {
+        e.ingest(&chunk.join(&b'\n')).unwrap();
+    }
+    e.flush().unwrap();
+    assert!(e.stats().files > 5);
+    let g = e.service_graph(&GraphQuery::default()).unwrap();
+    assert_eq!(g.mode, Answered::Fast);
+    assert_eq!(g.partitions_scanned, 0);
+    let (want_n, want_e) = expected();
+    assert_eq!(graph_counts(&g), (want_n, want_e));
+}

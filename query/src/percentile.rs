@@ -222,11 +222,21 @@ pub async fn percentiles(
         fast,
         extra,
         |part| match part {
-            Part::Rollups(files) => {
+            Part::Rollups(files, correction) => {
                 for row in files.iter().flat_map(|f| f.iter()) {
                     add_rollup(&mut acc, row, r, range);
                 }
-                Ok(())
+                correction.visit(|x, _, add| {
+                    if !in_range(range, x.start_ns) {
+                        return;
+                    }
+                    let key = entity_key(&r.by, x.edge, &x.node, x.caller.as_ref(), x.start_ns);
+                    match key {
+                        Some(k) if add => acc.add(k, x.seconds),
+                        Some(k) => acc.remove(k, x.seconds),
+                        None => {}
+                    }
+                })
             }
             Part::Rows(batch) => add_rows(&mut acc, &batch, r, range, matched.as_ref()),
         },
@@ -597,6 +607,13 @@ impl Acc {
         match self {
             Acc::Exact(m) => m.entry(key).or_default().push(v),
             Acc::Fast(m) => m.entry(key).or_default().add(v),
+        }
+    }
+
+    /// Takes back a value the rollups counted (fast mode's correction of split traces).
+    fn remove(&mut self, key: Key, v: f64) {
+        if let Acc::Fast(m) = self {
+            m.entry(key).or_default().remove(v);
         }
     }
 

@@ -198,14 +198,23 @@ impl Tally {
         bump(slot, r.minute_ns);
     }
 
-    fn add(&mut self, x: &rollup::Contribution<'_>) {
-        let minute = x.start_ns.div_euclid(MINUTE_NS) * MINUTE_NS;
-        let slot = match &x.caller {
+    fn slot_of(&mut self, x: &rollup::Contribution<'_>) -> &mut (Stats, i64, i64) {
+        match &x.caller {
             Some(c) if x.edge => Self::slot(&mut self.edges, (owned(c), owned(&x.node))),
             _ => Self::slot(&mut self.nodes, owned(&x.node)),
-        };
+        }
+    }
+
+    fn add(&mut self, x: &rollup::Contribution<'_>) {
+        let minute = x.start_ns.div_euclid(MINUTE_NS) * MINUTE_NS;
+        let slot = self.slot_of(x);
         slot.0.add(x);
         bump(slot, minute);
+    }
+
+    /// Takes back what a file's rollups counted for a trace split across files.
+    fn subtract(&mut self, x: &rollup::Contribution<'_>) {
+        self.slot_of(x).0.subtract(x);
     }
 }
 
@@ -227,12 +236,21 @@ async fn tally(
     let mut t = Tally::default();
     let walked = source::walk(ctx, cache, snapshot, window, fast, &[], |part| {
         match part {
-            Part::Rollups(files) => {
+            Part::Rollups(files, correction) => {
                 for r in files.iter().flat_map(|f| f.iter()) {
                     if in_range(window, r.minute_ns) {
                         t.add_row(r);
                     }
                 }
+                correction.visit(|x, _, add| {
+                    if in_range(window, x.start_ns) {
+                        if add {
+                            t.add(x);
+                        } else {
+                            t.subtract(x);
+                        }
+                    }
+                })?;
             }
             Part::Rows(batch) => {
                 let keep = source::row_filter(&batch, matched.as_ref());
@@ -290,7 +308,15 @@ pub async fn service_graph(
     Ok(build_graph(t, fast, why, walked))
 }
 
-fn build_graph(t: Tally, fast: bool, why: Option<String>, walked: source::Walked) -> ServiceGraph {
+fn build_graph(
+    mut t: Tally,
+    fast: bool,
+    why: Option<String>,
+    walked: source::Walked,
+) -> ServiceGraph {
+    // a split trace's correction can take a node or an edge back to nothing
+    t.nodes.retain(|_, s| s.0.total > 0);
+    t.edges.retain(|_, s| s.0.total > 0);
     // every node: measured ones, and callers (client nodes) only seen on edges
     let mut all: BTreeMap<Owned, Option<&(Stats, i64, i64)>> = BTreeMap::new();
     for (n, s) in &t.nodes {
@@ -469,7 +495,7 @@ pub async fn time_series(
     };
     source::walk(ctx, cache, snapshot, window, fast, &[], |part| {
         match part {
-            Part::Rollups(files) => {
+            Part::Rollups(files, correction) => {
                 for row in files.iter().flat_map(|f| f.iter()) {
                     if in_range(window, row.minute_ns)
                         && keep(row.edge, &row.node, row.caller.as_ref())
@@ -480,6 +506,18 @@ pub async fn time_series(
                             .merge(&row.stats);
                     }
                 }
+                correction.visit(|x, _, add| {
+                    if in_range(window, x.start_ns) && keep(x.edge, &x.node, x.caller.as_ref()) {
+                        let b = buckets
+                            .entry(x.start_ns.div_euclid(period) * period)
+                            .or_default();
+                        if add {
+                            b.add(x);
+                        } else {
+                            b.subtract(x);
+                        }
+                    }
+                })?;
             }
             Part::Rows(batch) => {
                 let in_set = source::row_filter(&batch, matched.as_ref());
@@ -501,6 +539,7 @@ pub async fn time_series(
     .await?;
     let points = buckets
         .into_iter()
+        .filter(|(_, s)| s.total > 0)
         .map(|(b, s)| TimeSeriesPoint {
             timestamp: b as f64 / NS,
             edge_summary_statistics: want_edge.then(|| Statistics::of(&s)),

@@ -24,11 +24,37 @@ use crate::search::TimeRange;
 
 /// What one partition contributes.
 pub(crate) enum Part {
-    /// The rollup rows of its files (one list per file).
-    Rollups(Vec<Arc<Vec<Row>>>),
+    /// The rollup rows of its files (one list per file), and the correction for the
+    /// traces that flushes split across its files.
+    Rollups(Vec<Arc<Vec<Row>>>, Correction),
     /// Its rows, sorted by trace id, with the columns [`rollup::visit`] reads plus the
     /// extra ones asked for.
     Rows(RecordBatch),
+}
+
+/// A partition's traces that span files: their rows as each file holds them (what its
+/// rollups counted, to take back) and as readers see them (resolved, to count instead).
+#[derive(Debug, Default)]
+pub(crate) struct Correction {
+    written: Vec<RecordBatch>,
+    resolved: Option<RecordBatch>,
+}
+
+impl Correction {
+    /// Calls `f(contribution, true)` for what to add and `f(contribution, false)` for
+    /// what to take back.
+    pub(crate) fn visit<'a>(
+        &'a self,
+        mut f: impl FnMut(&rollup::Contribution<'a>, &'a RecordBatch, bool),
+    ) -> Result<()> {
+        for b in &self.written {
+            rollup::visit(b, |x| f(x, b, false))?;
+        }
+        if let Some(b) = &self.resolved {
+            rollup::visit(b, |x| f(x, b, true))?;
+        }
+        Ok(())
+    }
 }
 
 /// How many partitions each path answered.
@@ -108,13 +134,15 @@ pub(crate) async fn walk(
 ) -> Result<Walked> {
     let mut walked = Walked::default();
     for (p, files) in partitions(snapshot, range) {
-        let rollups = if fast && rollups_answer(snapshot, p, &files) {
-            read_rollups(cache, snapshot, &files)
-        } else {
-            None
+        let rollups = match fast.then(|| rollups_answer(snapshot, p, &files)).flatten() {
+            Some(shared) => match read_rollups(cache, snapshot, &files) {
+                Some(r) => correction(snapshot, p, &shared)?.map(|c| (r, c)),
+                None => None,
+            },
+            None => None,
         };
-        if let Some(r) = rollups {
-            f(Part::Rollups(r))?;
+        if let Some((r, c)) = rollups {
+            f(Part::Rollups(r, c))?;
             walked.from_rollups += 1;
         } else if let Some(batch) = scan_partition(ctx, snapshot, p, extra_columns).await? {
             f(Part::Rows(batch))?;
@@ -139,20 +167,112 @@ fn partitions(s: &Snapshot, range: Option<(i64, i64)>) -> BTreeMap<PartitionKey,
     out
 }
 
-/// Whether the rollups of a partition's files answer for it alone: no rows in memory,
-/// every file rolled up, and no trace split across files (by flushes) or resent.
-fn rollups_answer(s: &Snapshot, p: PartitionKey, files: &[FileMeta]) -> bool {
+/// Whether the rollups of a partition's files answer for it, with the traces split
+/// across its files to correct for: no rows in memory, every file rolled up, and every
+/// split trace known. `None`: the partition is scanned.
+fn rollups_answer(s: &Snapshot, p: PartitionKey, files: &[FileMeta]) -> Option<Vec<TraceId>> {
     let in_memory = s
         .memory
         .iter()
         .any(|m| m.partition == p && m.batches.iter().any(|b| b.num_rows() > 0));
+    if in_memory || files.is_empty() {
+        return None;
+    }
     // every file of the partition, not only those in range: a split trace may have
     // its caller in one and its callee in another
-    let mut all_files = s.files.iter().filter(|f| f.partition == p);
-    !in_memory
-        && !files.is_empty()
-        && all_files
-            .all(|f| f.rollup_version == rollup::ROLLUP_VERSION && !f.shares_traces && !f.shadows)
+    let mut shared = Vec::new();
+    for f in s.files.iter().filter(|f| f.partition == p) {
+        if f.rollup_version != rollup::ROLLUP_VERSION {
+            return None;
+        }
+        match &f.shared_traces {
+            Some(list) => {
+                for t in list {
+                    shared.push(TraceId::parse(t)?);
+                }
+            }
+            // legacy or too many: unknown
+            None if f.shares_traces || f.shadows => return None,
+            None => {}
+        }
+    }
+    shared.sort_unstable();
+    shared.dedup();
+    Some(shared)
+}
+
+/// The columns [`rollup::visit`] reads.
+const VISIT_COLUMNS: [&str; 16] = [
+    c::TRACE_ID,
+    c::ID,
+    c::PARENT_ID,
+    c::KIND,
+    c::START_NS,
+    c::END_NS,
+    c::IN_PROGRESS,
+    c::ERROR,
+    c::FAULT,
+    c::THROTTLE,
+    c::NAME,
+    c::ORIGIN,
+    c::NAMESPACE,
+    c::ACCOUNT_ID,
+    c::SQL,
+    c::AWS,
+];
+
+/// The rows of the split traces `shared`, per file and resolved. `None` when a file's
+/// index cannot locate them (the partition is scanned instead).
+fn correction(s: &Snapshot, p: PartitionKey, shared: &[TraceId]) -> Result<Option<Correction>> {
+    if shared.is_empty() {
+        return Ok(Some(Correction::default()));
+    }
+    let mut written = Vec::new();
+    for f in s.files.iter().filter(|f| f.partition == p) {
+        let Ok(index) = tracelake_storage::index::Index::open(&s.root.join(&f.path), f.rows) else {
+            return Ok(None);
+        };
+        let ranges: Vec<std::ops::Range<u32>> =
+            shared.iter().filter_map(|t| index.trace_rows(t)).collect();
+        if ranges.is_empty() {
+            continue;
+        }
+        let batches =
+            tracelake_storage::datafile::read_columns_of_rows(&s.root, f, &VISIT_COLUMNS, &ranges)?;
+        let Some(first) = batches.first() else {
+            continue;
+        };
+        let b = concat_batches(&first.schema(), &batches).map_err(DataFusionError::from)?;
+        written.push(tracelake_storage::datafile::sort_rows(&b)?);
+    }
+    let table = SpansTable::new(Arc::new(Fixed(partition_snapshot(s, p))));
+    let resolved = match table.read_traces(shared)? {
+        Some(batches) => {
+            let b = concat_batches(&table.schema(), &batches).map_err(DataFusionError::from)?;
+            Some(tracelake_storage::datafile::sort_rows(&b)?)
+        }
+        None => return Ok(None),
+    };
+    Ok(Some(Correction { written, resolved }))
+}
+
+fn partition_snapshot(s: &Snapshot, p: PartitionKey) -> Snapshot {
+    Snapshot {
+        root: s.root.clone(),
+        files: Arc::new(
+            s.files
+                .iter()
+                .filter(|f| f.partition == p)
+                .cloned()
+                .collect(),
+        ),
+        memory: s
+            .memory
+            .iter()
+            .filter(|m| m.partition == p)
+            .cloned()
+            .collect(),
+    }
 }
 
 /// The rollup rows of a partition's files; `None` (and a warning) when one cannot be
@@ -211,27 +331,9 @@ async fn scan_partition(
             .collect(),
     };
     let table = Arc::new(SpansTable::new(Arc::new(Fixed(part))));
-    let cols = [
-        c::TRACE_ID,
-        c::ID,
-        c::PARENT_ID,
-        c::KIND,
-        c::START_NS,
-        c::END_NS,
-        c::IN_PROGRESS,
-        c::ERROR,
-        c::FAULT,
-        c::THROTTLE,
-        c::NAME,
-        c::ORIGIN,
-        c::NAMESPACE,
-        c::ACCOUNT_ID,
-        c::SQL,
-        c::AWS,
-    ];
     let source = provider_as_source(table as Arc<dyn TableProvider>);
     let plan = LogicalPlanBuilder::scan("spans", source, None)?
-        .project(cols.iter().chain(extra).map(|n| col(*n)))?
+        .project(VISIT_COLUMNS.iter().chain(extra).map(|n| col(*n)))?
         .build()?;
     let df = ctx.execute_logical_plan(plan).await?;
     let schema = Arc::new(df.schema().as_arrow().clone());

@@ -236,6 +236,7 @@ pub fn write(
         format_version: FORMAT_VERSION,
         rollup_version,
         shares_traces: false,
+        shared_traces: Some(Vec::new()),
     })
 }
 

@@ -50,6 +50,11 @@ pub struct FileMeta {
     /// rewrites it).
     #[serde(default)]
     pub shares_traces: bool,
+    /// The traces (`1-…` ids) this file shares with older files of its partition,
+    /// when known: readers then merge the rollups and correct for these traces alone.
+    /// `None`: unknown (too many, or an index was unreadable), and readers scan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_traces: Option<Vec<String>>,
 }
 
 /// The current state of the store.

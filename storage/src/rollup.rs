@@ -166,6 +166,20 @@ impl Stats {
         self.roots += u64::from(x.root);
     }
 
+    /// Takes back one contribution counted before (counts never go below zero).
+    pub fn subtract(&mut self, x: &Contribution<'_>) {
+        self.total = self.total.saturating_sub(1);
+        self.ok = self
+            .ok
+            .saturating_sub(u64::from(!(x.error || x.fault || x.throttle)));
+        self.error = self.error.saturating_sub(u64::from(x.error));
+        self.throttle = self.throttle.saturating_sub(u64::from(x.throttle));
+        self.fault = self.fault.saturating_sub(u64::from(x.fault));
+        self.response_time -= x.seconds;
+        self.sketch.remove(x.seconds);
+        self.roots = self.roots.saturating_sub(u64::from(x.root));
+    }
+
     /// Adds another row's statistics.
     pub fn merge(&mut self, o: &Stats) {
         self.roots += o.roots;
@@ -757,6 +771,7 @@ mod tests {
             format_version: crate::manifest::FORMAT_VERSION,
             rollup_version: ROLLUP_VERSION,
             shares_traces: false,
+            shared_traces: None,
         };
         assert_eq!(read(dir.path(), &meta).unwrap(), Some(b));
         meta.rollup_version = 0;

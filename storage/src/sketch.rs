@@ -113,6 +113,29 @@ impl Sketch {
         }
     }
 
+    /// Takes back one value added before. The exact minimum and maximum stay as they
+    /// were (they only bound answers, so a stale one is looser, never wrong).
+    pub fn remove(&mut self, v: f64) {
+        if v.is_nan() || self.count == 0 {
+            return;
+        }
+        let v = v.clamp(0.0, MAX_VALUE);
+        let slot = if v < MIN_VALUE {
+            Some(&mut self.zero)
+        } else {
+            let i = bin_of(v) - self.offset;
+            usize::try_from(i).ok().and_then(|i| self.counts.get_mut(i))
+        };
+        if let Some(c) = slot.filter(|c| **c > 0) {
+            *c -= 1;
+            self.count -= 1;
+            self.sum -= v;
+        }
+        if self.count == 0 {
+            *self = Sketch::default();
+        }
+    }
+
     /// Adds every value of `other`.
     pub fn merge(&mut self, other: &Sketch) {
         if other.count == 0 {
@@ -405,6 +428,29 @@ mod tests {
         fn decoding_arbitrary_bytes_never_panics(b in prop::collection::vec(any::<u8>(), 0..64)) {
             let _ = Sketch::decode(&b);
         }
+    }
+
+    #[test]
+    fn removing_values_undoes_adding_them() {
+        let mut s = Sketch::new();
+        let mut t = Sketch::new();
+        for v in [0.0, 0.001, 0.5, 3.0, 120.0] {
+            s.add(v);
+        }
+        for v in [0.001, 120.0] {
+            t.add(v);
+        }
+        for v in [0.0, 0.5, 3.0] {
+            s.remove(v);
+        }
+        assert_eq!(s.count(), 2);
+        assert_eq!(s.bins().collect::<Vec<_>>(), t.bins().collect::<Vec<_>>());
+        assert!((s.sum() - t.sum()).abs() < 1e-9);
+        s.remove(7.0); // never added: nothing changes
+        assert_eq!(s.count(), 2);
+        s.remove(0.001);
+        s.remove(120.0);
+        assert_eq!(s, Sketch::new());
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::flatten::RowKey;
 use crate::manifest::{self, FileMeta, Manifest};
 use crate::memtable::{Frozen, Memtable};
 use crate::partition::PartitionKey;
-use crate::segment::{self, Limits, RejectCode, framing};
+use crate::segment::{self, Limits, RejectCode, TraceId, framing};
 use crate::snapshot::Snapshot;
 use crate::wal::{self, Wal};
 
@@ -671,14 +671,24 @@ fn write_frozen(s: &Shared, frozen: &Arc<Frozen>) -> Result<()> {
         .unwrap_or_else(|e| e.into_inner())
         .manifest
         .clone();
-    // Flush boundaries cut traces: mark the files that share one (see `shares_traces`).
+    // Flush boundaries cut traces: mark the files that share one, and list the shared
+    // traces on the new file (see `shares_traces` and `shared_traces`).
     for f in &mut new_files {
+        let mut shared: Option<std::collections::BTreeSet<TraceId>> = Some(Default::default());
         for g in m.files.iter_mut().filter(|g| g.partition == f.partition) {
-            if share_traces(&s.root, f, g) {
+            let common = shared_traces(&s.root, f, g);
+            if common.as_ref().is_none_or(|c| !c.is_empty()) {
                 f.shares_traces = true;
                 g.shares_traces = true;
             }
+            match (common, &mut shared) {
+                (Some(c), Some(all)) => all.extend(c),
+                _ => shared = None,
+            }
         }
+        f.shared_traces = shared
+            .filter(|all| all.len() <= MAX_LISTED_SHARED_TRACES)
+            .map(|all| all.iter().map(ToString::to_string).collect());
     }
     m.files.extend(new_files);
     m.next_file_id = next_id;
@@ -695,36 +705,39 @@ fn write_frozen(s: &Shared, frozen: &Arc<Frozen>) -> Result<()> {
     Ok(())
 }
 
-/// Whether two files of a partition hold rows of a common trace; a file whose index
-/// cannot be read is assumed to. Trace ids begin with their time, so files of
-/// successive flushes overlap in a narrow window of ids, and only that window is walked.
-fn share_traces(root: &Path, a: &FileMeta, b: &FileMeta) -> bool {
+/// Shared traces a file lists at most; beyond, readers scan its partition.
+const MAX_LISTED_SHARED_TRACES: usize = 4096;
+
+/// The traces two files of a partition both hold rows of; `None` when an index cannot
+/// be read (then they are assumed to share). Trace ids begin with their time, so files
+/// of successive flushes overlap in a narrow window of ids, and only that window is
+/// walked.
+fn shared_traces(root: &Path, a: &FileMeta, b: &FileMeta) -> Option<Vec<TraceId>> {
     if a.rows == 0 || b.rows == 0 {
-        return false;
+        return Some(Vec::new());
     }
     if a.max_trace_id < b.min_trace_id || b.max_trace_id < a.min_trace_id {
-        return false;
+        return Some(Vec::new());
     }
     let open = |f: &FileMeta| crate::index::Index::open(&root.join(&f.path), f.rows);
-    let (Ok(ia), Ok(ib)) = (open(a), open(b)) else {
-        return true;
-    };
+    let (ia, ib) = (open(a).ok()?, open(b).ok()?);
     let (Some((alo, ahi)), Some((blo, bhi))) = (ia.trace_bounds(), ib.trace_bounds()) else {
-        return false;
+        return Some(Vec::new());
     };
     let (lo, hi) = (alo.max(blo), ahi.min(bhi));
-    let (small, large) = {
-        let (wa, wb) = (ia.trace_positions(&lo, &hi), ib.trace_positions(&lo, &hi));
-        if wa.len() <= wb.len() {
-            ((ia, wa), ib)
-        } else {
-            ((ib, wb), ia)
-        }
+    let (wa, wb) = (ia.trace_positions(&lo, &hi), ib.trace_positions(&lo, &hi));
+    let (small, window, large) = if wa.len() <= wb.len() {
+        (&ia, wa, &ib)
+    } else {
+        (&ib, wb, &ia)
     };
-    let (idx, window) = small;
-    window
-        .filter_map(|p| idx.trace_at(p))
-        .any(|(t, _)| large.trace_rows(&t).is_some())
+    Some(
+        window
+            .filter_map(|p| small.trace_at(p))
+            .map(|(t, _)| t)
+            .filter(|t| large.trace_rows(t).is_some())
+            .collect(),
+    )
 }
 
 /// Removes data and rollup files that no manifest names (left by a crash mid-flush).

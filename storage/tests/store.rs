@@ -505,6 +505,12 @@ fn files_whose_traces_continue_elsewhere_are_marked_and_rollups_are_written() {
     let files = store.snapshot().unwrap().files;
     let shares: Vec<bool> = files.iter().map(|f| f.shares_traces).collect();
     assert_eq!(shares, vec![true, false, true]);
+    // the newer file lists the shared trace, so readers can correct for it alone
+    assert_eq!(
+        files[2].shared_traces,
+        Some(vec!["1-5f5e1000-000000000000000000000003".to_owned()])
+    );
+    assert_eq!(files[1].shared_traces, Some(Vec::new()));
     for f in files.iter() {
         assert_eq!(f.rollup_version, tracelake_storage::rollup::ROLLUP_VERSION);
         let r = tracelake_storage::rollup::read(tmp.path(), f)
