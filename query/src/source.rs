@@ -314,23 +314,7 @@ async fn scan_partition(
     p: PartitionKey,
     extra: &[&str],
 ) -> Result<Option<RecordBatch>> {
-    let part = Snapshot {
-        root: s.root.clone(),
-        files: Arc::new(
-            s.files
-                .iter()
-                .filter(|f| f.partition == p)
-                .cloned()
-                .collect(),
-        ),
-        memory: s
-            .memory
-            .iter()
-            .filter(|m| m.partition == p)
-            .cloned()
-            .collect(),
-    };
-    let table = Arc::new(SpansTable::new(Arc::new(Fixed(part))));
+    let table = Arc::new(SpansTable::new(Arc::new(Fixed(partition_snapshot(s, p)))));
     let source = provider_as_source(table as Arc<dyn TableProvider>);
     let plan = LogicalPlanBuilder::scan("spans", source, None)?
         .project(VISIT_COLUMNS.iter().chain(extra).map(|n| col(*n)))?
