@@ -34,11 +34,13 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, ColumnarValue, Expr, ScalarUDF, Volatility, create_udaf, create_udf,
 };
 use datafusion::physical_plan::ExecutionPlan;
+use tracelake_storage::PartitionKey;
 use tracelake_storage::manifest::FileMeta;
 use tracelake_storage::rollup::{self, Row};
 use tracelake_storage::sketch::Sketch;
 
 use crate::provider::SnapshotSource;
+use crate::source::Correction;
 
 /// Files whose decoded rollups are kept.
 const CACHED_FILES: usize = 4096;
@@ -46,13 +48,36 @@ const CACHED_FILES: usize = 4096;
 /// A file's rollups: as read (for SQL) and decoded (for percentiles and graphs).
 pub type FileRollups = (RecordBatch, Arc<Vec<Row>>);
 
-/// Decoded rollups by file id.
+/// A partition and its file ids (sorted): the key of a split-trace correction.
+type PartitionFiles = (PartitionKey, Vec<u64>);
+
+/// Decoded rollups by file id, and the corrections of split traces by partition.
 #[derive(Debug, Default)]
 pub struct RollupCache {
     files: Mutex<HashMap<u64, FileRollups>>,
+    corrections: Mutex<HashMap<PartitionFiles, Arc<Correction>>>,
 }
 
 impl RollupCache {
+    pub(crate) fn correction(&self, key: &PartitionFiles) -> Option<Arc<Correction>> {
+        let c = self
+            .corrections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        c.get(key).cloned()
+    }
+
+    pub(crate) fn keep_correction(&self, key: PartitionFiles, c: Arc<Correction>) {
+        let mut m = self
+            .corrections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if m.len() >= CACHED_FILES {
+            m.clear();
+        }
+        m.insert(key, c);
+    }
+
     /// A file's rollup batch and decoded rows; `None` when it has no rollups.
     pub fn get(
         &self,

@@ -26,7 +26,7 @@ use crate::search::TimeRange;
 pub(crate) enum Part {
     /// The rollup rows of its files (one list per file), and the correction for the
     /// traces that flushes split across its files.
-    Rollups(Vec<Arc<Vec<Row>>>, Correction),
+    Rollups(Vec<Arc<Vec<Row>>>, Arc<Correction>),
     /// Its rows, sorted by trace id, with the columns [`rollup::visit`] reads plus the
     /// extra ones asked for.
     Rows(RecordBatch),
@@ -136,7 +136,7 @@ pub(crate) async fn walk(
     for (p, files) in partitions(snapshot, range) {
         let rollups = match fast.then(|| rollups_answer(snapshot, p, &files)).flatten() {
             Some(shared) => match read_rollups(cache, snapshot, &files) {
-                Some(r) => correction(snapshot, p, &shared)?.map(|c| (r, c)),
+                Some(r) => cached_correction(cache, snapshot, p, &shared)?.map(|c| (r, c)),
                 None => None,
             },
             None => None,
@@ -220,6 +220,32 @@ const VISIT_COLUMNS: [&str; 16] = [
     c::SQL,
     c::AWS,
 ];
+
+/// [`correction`], computed once per partition and set of files (they never change).
+fn cached_correction(
+    cache: &RollupCache,
+    s: &Snapshot,
+    p: PartitionKey,
+    shared: &[TraceId],
+) -> Result<Option<Arc<Correction>>> {
+    let mut ids: Vec<u64> = s
+        .files
+        .iter()
+        .filter(|f| f.partition == p)
+        .map(|f| f.id)
+        .collect();
+    ids.sort_unstable();
+    let key = (p, ids);
+    if let Some(c) = cache.correction(&key) {
+        return Ok(Some(c));
+    }
+    let Some(c) = correction(s, p, shared)? else {
+        return Ok(None);
+    };
+    let c = Arc::new(c);
+    cache.keep_correction(key, Arc::clone(&c));
+    Ok(Some(c))
+}
 
 /// The rows of the split traces `shared`, per file and resolved. `None` when a file's
 /// index cannot locate them (the partition is scanned instead).
