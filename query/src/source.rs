@@ -1,7 +1,8 @@
 //! Where node and edge statistics come from, partition by partition (a trace never
-//! spans partitions): the partition's rollups when they answer for it alone, otherwise
-//! a scan of its spans with upserts resolved. Percentiles and the service graph walk
-//! the store the same way.
+//! spans partitions): the partition's rollups, corrected for the few traces that
+//! flushes split across its files, or else a scan of its spans with upserts resolved
+//! (rows still in memory, files without rollups, an unknown set of split traces).
+//! Percentiles, the service graph and time series walk the store the same way.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;

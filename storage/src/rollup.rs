@@ -17,8 +17,9 @@
 //! count; an in-progress fragment counts once its completion arrives. Response times
 //! are seconds (`end − start`); `sketch` is a [`Sketch`] of them.
 //!
-//! Rollups are per file and edges need whole traces: readers merge rollups only where
-//! no trace spans files (see the query layer) and scan spans elsewhere.
+//! Rollups are per file, and edges, roots and inferred nodes need whole traces. A flush
+//! that cuts a trace lists it on the new file (`FileMeta::shared_traces`); readers merge
+//! the rollups and correct for those traces alone (the query layer's `source`).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
