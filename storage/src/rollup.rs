@@ -218,8 +218,24 @@ struct Cols<'a> {
     origin: &'a StringArray,
     namespace: &'a StringArray,
     account: &'a StringArray,
-    sql: &'a StringArray,
+    sql: SqlColumn<'a>,
     aws: &'a StringArray,
+}
+
+/// The `sql` column: the JSON text (data files), or whether a row has one (scans that
+/// leave the text out, see [`visit`]).
+enum SqlColumn<'a> {
+    Text(&'a StringArray),
+    Present(&'a BooleanArray),
+}
+
+impl SqlColumn<'_> {
+    fn present(&self, i: usize) -> bool {
+        match self {
+            SqlColumn::Text(a) => !a.is_null(i),
+            SqlColumn::Present(a) => !a.is_null(i) && a.value(i),
+        }
+    }
 }
 
 fn column<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
@@ -257,7 +273,12 @@ impl<'a> Cols<'a> {
             origin: strs(span::ORIGIN)?,
             namespace: strs(span::NAMESPACE)?,
             account: strs(span::ACCOUNT_ID)?,
-            sql: strs(span::SQL)?,
+            sql: match column(b, span::SQL)? {
+                a if a.data_type() == &DataType::Boolean => SqlColumn::Present(a.as_boolean()),
+                a => SqlColumn::Text(a.as_string_opt::<i32>().ok_or_else(|| Error::Corrupt {
+                    what: "rollup input column sql is neither text nor a presence flag".into(),
+                })?),
+            },
             aws: strs(span::AWS)?,
         })
     }
@@ -299,7 +320,7 @@ impl<'a> Cols<'a> {
         let kind = graph::inferred_type(
             Self::str(self.namespace, i).unwrap_or(""),
             name,
-            !self.sql.is_null(i),
+            self.sql.present(i),
             Self::str(self.aws, i),
         )
         .unwrap_or_else(|| "remote".to_owned());
@@ -333,7 +354,9 @@ pub struct Contribution<'a> {
     pub throttle: bool,
 }
 
-/// Walks the traces of `sorted` (rows sorted by trace id, each row once) and reports
+/// Walks the traces of `sorted` (rows sorted by trace id, each row once; `sql` may be
+/// a boolean column saying whether a row has a `sql` block, and `aws` needs to be there
+/// only for rows of namespace `aws`) and reports
 /// every contribution of a completed row to a node or an edge: the definition the
 /// rollups and the exact (scanning) readers share.
 pub fn visit<'a>(sorted: &'a RecordBatch, mut f: impl FnMut(&Contribution<'a>)) -> Result<()> {
