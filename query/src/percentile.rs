@@ -143,8 +143,8 @@ pub struct Percentiles {
 
 /// Why the fast path cannot answer a request, if it cannot.
 fn needs_exact(r: &PercentileRequest) -> Option<String> {
-    if r.filter.as_ref().is_some_and(|f| !f.is_all()) {
-        return Some("a filter expression selects traces, which rollups do not keep".into());
+    if let Some(w) = source::filter_needs_exact(r.filter.as_ref()) {
+        return Some(w);
     }
     if r.metric == Metric::Duration {
         return Some("rollups keep response times, not trace durations".into());
@@ -193,16 +193,7 @@ pub async fn percentiles(
 ) -> Result<Percentiles> {
     check(r)?;
     let why = needs_exact(r);
-    let fast = match (r.mode, &why) {
-        (Mode::Exact, _) => false,
-        (Mode::Auto, w) => w.is_none(),
-        (Mode::Fast, None) => true,
-        (Mode::Fast, Some(w)) => {
-            return Err(Error::InvalidRequest(format!(
-                "fast mode cannot answer: {w}"
-            )));
-        }
-    };
+    let fast = source::choose_fast(r.mode, why.as_deref())?;
     let range = source::window(r.range, fast);
     let matched = match &r.filter {
         Some(f) if !f.is_all() => Some(source::matching_traces(ctx, table, f, r.range).await?),

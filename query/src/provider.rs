@@ -177,14 +177,7 @@ impl SpansTable {
             let r = snap.resolve(p)?;
             return Ok((Arc::new(r.file_dropped), r.memory));
         }
-        let mut ids: Vec<u64> = snap
-            .files
-            .iter()
-            .filter(|f| f.partition == p)
-            .map(|f| f.id)
-            .collect();
-        ids.sort_unstable();
-        let key = (p, ids);
+        let key = (p, snap.partition_file_ids(p));
         if let Some(k) = self.cache().get(&key) {
             return Ok((Arc::clone(k), Vec::new()));
         }

@@ -267,23 +267,6 @@ async fn tally(
     Ok((t, walked, window))
 }
 
-fn mode_of(
-    mode: Mode,
-    filter: Option<&Arc<crate::CompiledFilter>>,
-) -> Result<(bool, Option<String>)> {
-    let why = filter
-        .is_some_and(|f| !f.is_all())
-        .then(|| "a filter expression selects traces, which rollups do not keep".to_owned());
-    match (mode, &why) {
-        (Mode::Exact, _) => Ok((false, None)),
-        (Mode::Auto, w) => Ok((w.is_none(), why)),
-        (Mode::Fast, None) => Ok((true, None)),
-        (Mode::Fast, Some(w)) => Err(Error::InvalidRequest(format!(
-            "fast mode cannot answer: {w}"
-        ))),
-    }
-}
-
 const NS: f64 = 1e9;
 
 /// GetServiceGraph over `snapshot`.
@@ -294,7 +277,10 @@ pub async fn service_graph(
     snapshot: &Snapshot,
     r: &GraphRequest,
 ) -> Result<ServiceGraph> {
-    let (fast, why) = mode_of(r.mode, r.filter.as_ref())?;
+    let why = source::filter_needs_exact(r.filter.as_ref());
+    let fast = source::choose_fast(r.mode, why.as_deref())?;
+    // the reason is reported only when the engine chose
+    let why = why.filter(|_| r.mode == Mode::Auto);
     let (t, walked, _) = tally(
         ctx,
         table,
@@ -471,15 +457,12 @@ pub async fn time_series(
             "the period must be at least 1 s".into(),
         ));
     }
-    let (mut fast, _) = mode_of(r.mode, r.filter.as_ref())?;
-    if !r.period_s.is_multiple_of(60) {
-        if r.mode == Mode::Fast {
-            return Err(Error::InvalidRequest(
-                "fast mode cannot answer: rollups have one-minute buckets; use a period that is a multiple of 60 s".into(),
-            ));
-        }
-        fast = false;
-    }
+    let why = source::filter_needs_exact(r.filter.as_ref()).or_else(|| {
+        (!r.period_s.is_multiple_of(60)).then(|| {
+            "rollups have one-minute buckets; use a period that is a multiple of 60 s".to_owned()
+        })
+    });
+    let fast = source::choose_fast(r.mode, why.as_deref())?;
     let period = i64::try_from(r.period_s).unwrap_or(i64::MAX / 1_000_000_000) * 1_000_000_000;
     let mut buckets: BTreeMap<i64, Stats> = BTreeMap::new();
     let want_edge = !matches!(r.entity, Entity::Service(_));

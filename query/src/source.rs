@@ -18,7 +18,8 @@ use tracelake_storage::rollup::{self, MINUTE_NS, Row};
 use tracelake_storage::schema::col as c;
 use tracelake_storage::{PartitionKey, Snapshot, TraceId};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::percentile::Mode;
 use crate::provider::{SnapshotSource, SpansTable};
 use crate::rollups::RollupCache;
 use crate::search::TimeRange;
@@ -82,6 +83,26 @@ pub(crate) fn window(range: Option<TimeRange>, fast: bool) -> Option<(i64, i64)>
             (t.start_ns, t.end_ns)
         }
     })
+}
+
+/// Whether to answer from rollups: `why` says why they cannot, if they cannot; `Fast`
+/// then is an error naming it, `Auto` scans.
+pub(crate) fn choose_fast(mode: Mode, why: Option<&str>) -> Result<bool> {
+    match (mode, why) {
+        (Mode::Exact, _) => Ok(false),
+        (Mode::Auto, w) => Ok(w.is_none()),
+        (Mode::Fast, None) => Ok(true),
+        (Mode::Fast, Some(w)) => Err(Error::InvalidRequest(format!(
+            "fast mode cannot answer: {w}"
+        ))),
+    }
+}
+
+/// Why rollups cannot answer for a filter expression, if it selects traces.
+pub(crate) fn filter_needs_exact(filter: Option<&Arc<crate::CompiledFilter>>) -> Option<String> {
+    filter
+        .is_some_and(|f| !f.is_all())
+        .then(|| "a filter expression selects traces, which rollups do not keep".to_owned())
 }
 
 pub(crate) fn in_range(range: Option<(i64, i64)>, t: i64) -> bool {
@@ -229,14 +250,7 @@ fn cached_correction(
     p: PartitionKey,
     shared: &[TraceId],
 ) -> Result<Option<Arc<Correction>>> {
-    let mut ids: Vec<u64> = s
-        .files
-        .iter()
-        .filter(|f| f.partition == p)
-        .map(|f| f.id)
-        .collect();
-    ids.sort_unstable();
-    let key = (p, ids);
+    let key = (p, s.partition_file_ids(p));
     if let Some(c) = cache.correction(&key) {
         return Ok(Some(c));
     }

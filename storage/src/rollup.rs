@@ -587,16 +587,6 @@ pub fn read(root: &Path, meta: &FileMeta) -> Result<Option<RecordBatch>> {
     Ok(Some(arrow::compute::concat_batches(&want, &batches)?))
 }
 
-/// Removes a data file's rollup file (missing is fine).
-pub fn remove(root: &Path, meta: &FileMeta) -> Result<()> {
-    let path = root.join(relative_path(meta.partition, meta.id));
-    match fs::remove_file(&path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(&path)(e)),
-    }
-}
-
 /// One decoded rollup row, for readers that merge rows in Rust.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {

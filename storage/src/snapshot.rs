@@ -43,6 +43,19 @@ pub struct Resolution {
 }
 
 impl Snapshot {
+    /// The ids of a partition's files, ascending: a key for what readers derive from
+    /// exactly that set of files (files never change).
+    pub fn partition_file_ids(&self, partition: PartitionKey) -> Vec<u64> {
+        let mut ids: Vec<u64> = self
+            .files
+            .iter()
+            .filter(|f| f.partition == partition)
+            .map(|f| f.id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// Partitions in which rows may be duplicated.
     pub fn partitions_to_resolve(&self) -> BTreeSet<PartitionKey> {
         let mut out: BTreeSet<PartitionKey> = self

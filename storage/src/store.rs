@@ -675,8 +675,10 @@ fn write_frozen(s: &Shared, frozen: &Arc<Frozen>) -> Result<()> {
     // traces on the new file (see `shares_traces` and `shared_traces`).
     for f in &mut new_files {
         let mut shared: Option<std::collections::BTreeSet<TraceId>> = Some(Default::default());
+        // opened once for all the older files it is compared with
+        let index = crate::index::Index::open(&s.root.join(&f.path), f.rows).ok();
         for g in m.files.iter_mut().filter(|g| g.partition == f.partition) {
-            let common = shared_traces(&s.root, f, g);
+            let common = shared_traces(&s.root, f, index.as_ref(), g);
             if common.as_ref().is_none_or(|c| !c.is_empty()) {
                 f.shares_traces = true;
                 g.shares_traces = true;
@@ -708,28 +710,33 @@ fn write_frozen(s: &Shared, frozen: &Arc<Frozen>) -> Result<()> {
 /// Shared traces a file lists at most; beyond, readers scan its partition.
 const MAX_LISTED_SHARED_TRACES: usize = 4096;
 
-/// The traces two files of a partition both hold rows of; `None` when an index cannot
-/// be read (then they are assumed to share). Trace ids begin with their time, so files
+/// The traces two files of a partition both hold rows of (`ia`: `a`'s index); `None`
+/// when an index cannot be read (then they are assumed to share). Trace ids begin with their time, so files
 /// of successive flushes overlap in a narrow window of ids, and only that window is
 /// walked.
-fn shared_traces(root: &Path, a: &FileMeta, b: &FileMeta) -> Option<Vec<TraceId>> {
+fn shared_traces(
+    root: &Path,
+    a: &FileMeta,
+    ia: Option<&crate::index::Index>,
+    b: &FileMeta,
+) -> Option<Vec<TraceId>> {
     if a.rows == 0 || b.rows == 0 {
         return Some(Vec::new());
     }
     if a.max_trace_id < b.min_trace_id || b.max_trace_id < a.min_trace_id {
         return Some(Vec::new());
     }
-    let open = |f: &FileMeta| crate::index::Index::open(&root.join(&f.path), f.rows);
-    let (ia, ib) = (open(a).ok()?, open(b).ok()?);
+    let ia = ia?;
+    let ib = crate::index::Index::open(&root.join(&b.path), b.rows).ok()?;
     let (Some((alo, ahi)), Some((blo, bhi))) = (ia.trace_bounds(), ib.trace_bounds()) else {
         return Some(Vec::new());
     };
     let (lo, hi) = (alo.max(blo), ahi.min(bhi));
     let (wa, wb) = (ia.trace_positions(&lo, &hi), ib.trace_positions(&lo, &hi));
     let (small, window, large) = if wa.len() <= wb.len() {
-        (&ia, wa, &ib)
+        (ia, wa, &ib)
     } else {
-        (&ib, wb, &ia)
+        (&ib, wb, ia)
     };
     Some(
         window
