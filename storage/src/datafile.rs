@@ -148,96 +148,260 @@ pub fn write(
     shadows: bool,
 ) -> Result<FileMeta> {
     let sorted = sort_rows(batch)?;
-    let rel = relative_path(partition, file_id);
-    let path = root.join(&rel);
-    let dir = path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| root.to_path_buf());
-    fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
-    // Make new partition directories durable too (entries in date=, spans/ and the root).
-    for d in dir.ancestors().take(4) {
-        File::open(d)
-            .and_then(|f| f.sync_all())
-            .map_err(Error::io(d))?;
-    }
-    let file = Trickle {
-        file: File::create(&path).map_err(Error::io(&path))?,
-        unsynced: 0,
-    };
-    let pq = |source| Error::Parquet {
-        path: path.clone(),
-        source,
-    };
-    let mut w = ArrowWriter::try_new(
-        file,
-        sorted.schema(),
-        Some(writer_properties(sorted.num_rows())),
-    )
-    .map_err(pq)?;
-    w.write(&sorted).map_err(pq)?;
-    let file = w.into_inner().map_err(pq)?.file;
-    file.sync_all().map_err(Error::io(&path))?;
-    // The index sidecar: synced before the directory, so the manifest never names a file
-    // whose sidecar is torn (a damaged one is detected and scanned around anyway).
-    match crate::index::build(&sorted) {
-        Ok(bytes) => crate::index::write(&path, &bytes)?,
-        // without a sidecar the file is scanned: slower, never wrong
-        Err(e) => tracing::warn!(file = %path.display(), error = %e, "no index sidecar"),
-    }
-    // The rollup sidecar: statistics and latency sketches per minute, node and edge.
-    let rollup_version = match crate::rollup::build(&sorted) {
-        Ok(r) => {
-            crate::rollup::write(root, &crate::rollup::relative_path(partition, file_id), &r)?;
-            crate::rollup::ROLLUP_VERSION
-        }
-        // without rollups, readers scan the file's spans instead
+    let mut w = Writer::create(root, partition, file_id, sorted.num_rows(), shadows)?;
+    match w.write(&sorted) {
+        Ok(()) => w.finish(),
         Err(e) => {
-            tracing::warn!(file = %path.display(), error = %e, "no rollup sidecar");
-            0
+            w.abandon();
+            Err(e)
         }
-    };
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(Error::io(&dir))?;
-    let bytes = fs::metadata(&path).map_err(Error::io(&path))?.len();
+    }
+}
 
-    let starts = sorted.column(9).as_primitive::<Int64Type>();
-    let (min_start_ns, max_start_ns) = (
-        arrow::compute::min(starts).unwrap_or(0),
-        arrow::compute::max(starts).unwrap_or(0),
-    );
-    let traces = sorted.column(0).as_fixed_size_binary();
-    let hex = |i: usize| {
-        traces
-            .value(i)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
-    let n = sorted.num_rows();
-    let revisions = sorted
-        .column_by_name(col::REVISION)
-        .and_then(|c| c.as_primitive_opt::<UInt64Type>())
-        .and_then(arrow::compute::max)
-        .unwrap_or(0);
-    Ok(FileMeta {
-        id: file_id,
-        partition,
-        path: rel,
-        rows: n as u64,
-        bytes,
-        min_start_ns,
-        max_start_ns,
-        min_trace_id: if n > 0 { hex(0) } else { String::new() },
-        max_trace_id: if n > 0 { hex(n - 1) } else { String::new() },
-        max_revision: revisions,
-        shadows,
-        format_version: FORMAT_VERSION,
-        rollup_version,
-        shares_traces: false,
-        shared_traces: Some(Vec::new()),
-    })
+/// A data file being written, with its index and rollup sidecars built as rows arrive:
+/// a flush writes one sorted batch, compaction streams a merge far larger than memory.
+/// Nothing is visible until the caller commits the [`FileMeta`] of [`Writer::finish`].
+pub struct Writer {
+    root: PathBuf,
+    partition: PartitionKey,
+    file_id: u64,
+    rel: String,
+    path: PathBuf,
+    dir: PathBuf,
+    writer: ArrowWriter<Trickle>,
+    /// `None` once a piece could not be indexed: the file then has no sidecar and is
+    /// scanned (slower, never wrong).
+    index: Option<crate::index::IndexBuilder>,
+    /// `None` once a piece could not be rolled up: readers scan the file's spans.
+    rollup: Option<crate::rollup::RollupBuilder>,
+    rows: u64,
+    start_ns: Option<(i64, i64)>,
+    traces: Option<([u8; 16], [u8; 16])>,
+    max_revision: u64,
+    shadows: bool,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("path", &self.path)
+            .field("rows", &self.rows)
+            .finish()
+    }
+}
+
+impl Writer {
+    /// Creates the file of `file_id` in `partition`; `expected_rows` sizes its bloom
+    /// filters (an upper bound is fine).
+    pub fn create(
+        root: &Path,
+        partition: PartitionKey,
+        file_id: u64,
+        expected_rows: usize,
+        shadows: bool,
+    ) -> Result<Writer> {
+        let rel = relative_path(partition, file_id);
+        let path = root.join(&rel);
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| root.to_path_buf());
+        fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+        // Make new partition directories durable too (entries in date=, spans/ and the root).
+        for d in dir.ancestors().take(4) {
+            File::open(d)
+                .and_then(|f| f.sync_all())
+                .map_err(Error::io(d))?;
+        }
+        let file = Trickle {
+            file: File::create(&path).map_err(Error::io(&path))?,
+            unsynced: 0,
+        };
+        let writer = ArrowWriter::try_new(
+            file,
+            schema::spans(),
+            Some(writer_properties(expected_rows)),
+        )
+        .map_err(|source| Error::Parquet {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Writer {
+            root: root.to_path_buf(),
+            partition,
+            file_id,
+            rel,
+            path,
+            dir,
+            writer,
+            index: Some(crate::index::IndexBuilder::default()),
+            rollup: Some(crate::rollup::RollupBuilder::default()),
+            rows: 0,
+            start_ns: None,
+            traces: None,
+            max_revision: 0,
+            shadows,
+        })
+    }
+
+    /// Appends rows sorted by `(trace_id, start_ns)`, after every row written before, and
+    /// holding whole traces (a trace never continues in the next call).
+    pub fn write(&mut self, sorted: &RecordBatch) -> Result<()> {
+        let n = sorted.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let traces = sorted
+            .column_by_name(col::TRACE_ID)
+            .and_then(|c| c.as_fixed_size_binary_opt())
+            .ok_or_else(|| Error::Corrupt {
+                what: "no trace_id column".into(),
+            })?;
+        let id = |i: usize| {
+            let mut t = [0u8; 16];
+            if traces.value(i).len() == 16 {
+                t.copy_from_slice(traces.value(i));
+            }
+            t
+        };
+        let (first, last) = (id(0), id(n - 1));
+        if self.traces.is_some_and(|(_, hi)| hi > first) {
+            return Err(Error::InvalidArgument(
+                "rows written out of trace id order".into(),
+            ));
+        }
+        self.writer.write(sorted).map_err(|source| Error::Parquet {
+            path: self.path.clone(),
+            source,
+        })?;
+        if let Some(b) = &mut self.index
+            && let Err(e) = b.append(sorted)
+        {
+            tracing::warn!(file = %self.path.display(), error = %e, "no index sidecar");
+            self.index = None;
+        }
+        if let Some(b) = &mut self.rollup
+            && let Err(e) = b.append(sorted)
+        {
+            tracing::warn!(file = %self.path.display(), error = %e, "no rollup sidecar");
+            self.rollup = None;
+        }
+        let starts = sorted
+            .column_by_name(col::START_NS)
+            .and_then(|c| c.as_primitive_opt::<Int64Type>());
+        if let Some(starts) = starts
+            && let (Some(lo), Some(hi)) = (arrow::compute::min(starts), arrow::compute::max(starts))
+        {
+            self.start_ns = Some(match self.start_ns {
+                Some((a, b)) => (a.min(lo), b.max(hi)),
+                None => (lo, hi),
+            });
+        }
+        self.traces = Some(match self.traces {
+            Some((lo, _)) => (lo, last),
+            None => (first, last),
+        });
+        let revision = sorted
+            .column_by_name(col::REVISION)
+            .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+            .and_then(arrow::compute::max)
+            .unwrap_or(0);
+        self.max_revision = self.max_revision.max(revision);
+        self.rows += n as u64;
+        Ok(())
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Bytes of the file so far (written plus the row group being encoded).
+    pub fn bytes(&self) -> u64 {
+        (self.writer.bytes_written() + self.writer.in_progress_size()) as u64
+    }
+
+    /// Finishes the file and its sidecars, all fsynced with their directories.
+    pub fn finish(self) -> Result<FileMeta> {
+        let Writer {
+            root,
+            partition,
+            file_id,
+            rel,
+            path,
+            dir,
+            writer,
+            index,
+            rollup,
+            rows,
+            start_ns,
+            traces,
+            max_revision,
+            shadows,
+        } = self;
+        let pq = |source| Error::Parquet {
+            path: path.clone(),
+            source,
+        };
+        let file = writer.into_inner().map_err(pq)?.file;
+        file.sync_all().map_err(Error::io(&path))?;
+        // The index sidecar: synced before the directory, so the manifest never names a
+        // file whose sidecar is torn (a damaged one is detected and scanned around anyway).
+        if let Some(b) = index {
+            match b.finish() {
+                Ok(bytes) => crate::index::write(&path, &bytes)?,
+                Err(e) => tracing::warn!(file = %path.display(), error = %e, "no index sidecar"),
+            }
+        }
+        // The rollup sidecar: statistics and latency sketches per minute, node and edge.
+        let rollup_version = match rollup.map(crate::rollup::RollupBuilder::finish) {
+            Some(Ok(r)) => {
+                crate::rollup::write(&root, &crate::rollup::relative_path(partition, file_id), &r)?;
+                crate::rollup::ROLLUP_VERSION
+            }
+            Some(Err(e)) => {
+                tracing::warn!(file = %path.display(), error = %e, "no rollup sidecar");
+                0
+            }
+            None => 0,
+        };
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(Error::io(&dir))?;
+        let bytes = fs::metadata(&path).map_err(Error::io(&path))?.len();
+        let hex = |t: &[u8; 16]| t.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let (min_start_ns, max_start_ns) = start_ns.unwrap_or((0, 0));
+        Ok(FileMeta {
+            id: file_id,
+            partition,
+            path: rel,
+            rows,
+            bytes,
+            min_start_ns,
+            max_start_ns,
+            min_trace_id: traces.map(|(lo, _)| hex(&lo)).unwrap_or_default(),
+            max_trace_id: traces.map(|(_, hi)| hex(&hi)).unwrap_or_default(),
+            max_revision,
+            shadows,
+            format_version: FORMAT_VERSION,
+            rollup_version,
+            shares_traces: false,
+            shared_traces: Some(Vec::new()),
+        })
+    }
+
+    /// Gives the file up: removes what was written (best effort; a file left behind is
+    /// an orphan, removed when the store next opens).
+    pub fn abandon(self) {
+        let path = self.path.clone();
+        drop(self.writer);
+        let _ = fs::remove_file(crate::index::sidecar_path(&path));
+        let _ = fs::remove_file(&path);
+        let _ = fs::remove_file(
+            self.root
+                .join(crate::rollup::relative_path(self.partition, self.file_id)),
+        );
+    }
 }
 
 fn open(root: &Path, meta: &FileMeta) -> Result<(File, PathBuf)> {

@@ -134,236 +134,281 @@ type TermKey = (u8, Vec<u8>, Vec<u8>);
 type ListKey = (u8, u8, Vec<u8>);
 
 /// Builds the sidecar of a sorted data file's rows.
-pub fn build<'b>(sorted: &'b RecordBatch) -> Result<Vec<u8>> {
-    let bad = |what: &str| Error::Corrupt {
-        what: format!("cannot index: {what}"),
-    };
-    let traces = sorted
-        .column_by_name(col::TRACE_ID)
-        .and_then(|c| c.as_fixed_size_binary_opt())
-        .ok_or_else(|| bad("trace_id"))?;
-    let n = sorted.num_rows();
-    // Terms are collected with keys borrowed from the batch (no allocation per row):
-    // (column, key, value tag, value); the tag is 0 or AnnValue's type byte.
-    type Found<'k> = HashMap<(u8, &'k [u8], u8, &'k [u8]), RoaringBitmap>;
-    let mut found: Found<'b> = HashMap::new();
-    let mut statuses: HashMap<i32, RoaringBitmap> = HashMap::new();
-    let mut numbers: HashMap<&[u8], Vec<(u64, u32)>> = HashMap::new();
-    let mut add = |c: Column, key: &'b [u8], tag: u8, value: &'b [u8], row: usize| {
-        found
-            .entry((c as u8, key, tag, value))
-            .or_default()
-            .insert(row as u32);
-    };
-    // A column the index cannot read fails the build (the file then has no sidecar and
-    // is scanned): an index silently missing a column would prune matching traces.
-    let text = |name: &str| {
-        sorted
-            .column_by_name(name)
-            .and_then(|c| c.as_string_opt::<i32>())
-            .ok_or_else(|| bad(name))
-    };
-    for (c, name) in [
-        (Column::Name, col::NAME),
-        (Column::Origin, col::ORIGIN),
-        (Column::User, col::USER),
-    ] {
-        let a = text(name)?;
-        for r in 0..n {
-            if !a.is_null(r) {
-                add(c, b"", 0, a.value(r).as_bytes(), r);
-            }
-        }
+pub fn build(sorted: &RecordBatch) -> Result<Vec<u8>> {
+    let mut b = IndexBuilder::default();
+    b.append(sorted)?;
+    b.finish()
+}
+
+/// Builds a sidecar from a data file's rows given in pieces, in file order (sorted by
+/// trace id): compaction writes files far larger than memory this way. Holds what the
+/// sidecar will hold (one bitmap per term, the number lists and the trace directory),
+/// never the rows.
+#[derive(Debug, Default)]
+pub struct IndexBuilder {
+    rows: usize,
+    terms: HashMap<TermKey, RoaringBitmap>,
+    numbers: HashMap<Vec<u8>, Vec<(u64, u32)>>,
+    runs: Vec<([u8; 16], u32, u32)>,
+}
+
+impl IndexBuilder {
+    /// Rows appended so far.
+    pub fn rows(&self) -> usize {
+        self.rows
     }
-    let status = sorted
-        .column_by_name(col::HTTP_STATUS)
-        .and_then(|c| c.as_primitive_opt::<Int32Type>())
-        .ok_or_else(|| bad(col::HTTP_STATUS))?;
-    for r in 0..n {
-        if !status.is_null(r) {
-            statuses
-                .entry(status.value(r))
-                .or_default()
-                .insert(r as u32);
-        }
-    }
-    for (c, name) in [
-        (Column::Error, col::ERROR),
-        (Column::Fault, col::FAULT),
-        (Column::Throttle, col::THROTTLE),
-    ] {
-        let a = sorted
-            .column_by_name(name)
-            .and_then(|c| c.as_boolean_opt())
-            .ok_or_else(|| bad(name))?;
-        for r in 0..n {
-            if !a.is_null(r) && a.value(r) {
-                add(c, b"", 0, b"", r);
-            }
-        }
-    }
-    {
-        let list = sorted
-            .column_by_name(col::ANNOTATIONS)
-            .and_then(|c| c.as_list_opt::<i32>())
-            .ok_or_else(|| bad(col::ANNOTATIONS))?;
-        let entries = list.values().as_struct();
-        let (Some(keys), Some(strs), Some(nums), Some(bools)) = (
-            entries.column(0).as_string_opt::<i32>(),
-            entries.column(1).as_string_opt::<i32>(),
-            entries.column(2).as_primitive_opt::<Float64Type>(),
-            entries.column(3).as_boolean_opt(),
-        ) else {
-            return Err(bad("annotation entries"));
+
+    /// Appends the next rows of the file.
+    pub fn append<'b>(&mut self, sorted: &'b RecordBatch) -> Result<()> {
+        let bad = |what: &str| Error::Corrupt {
+            what: format!("cannot index: {what}"),
         };
-        let offsets = list.value_offsets();
-        for r in 0..n {
-            if list.is_null(r) {
-                continue;
-            }
-            for j in offsets[r] as usize..offsets[r + 1] as usize {
-                let key = keys.value(j).as_bytes();
-                add(Column::AnnotationKey, key, 0, b"", r);
-                if !strs.is_null(j) {
-                    add(Column::Annotation, key, b's', strs.value(j).as_bytes(), r);
-                } else if !nums.is_null(j) {
-                    numbers
-                        .entry(key)
-                        .or_default()
-                        .push((order_f64(nums.value(j)), r as u32));
-                } else if !bools.is_null(j) {
-                    let v: &'static [u8] = if bools.value(j) { &[1] } else { &[0] };
-                    add(Column::Annotation, key, b'b', v, r);
+        let traces = sorted
+            .column_by_name(col::TRACE_ID)
+            .and_then(|c| c.as_fixed_size_binary_opt())
+            .ok_or_else(|| bad("trace_id"))?;
+        let n = sorted.num_rows();
+        let base = self.rows;
+        if base + n > u32::MAX as usize {
+            return Err(bad("more than 2^32 rows in one file"));
+        }
+        // Terms are collected with keys borrowed from the batch (no allocation per row):
+        // (column, key, value tag, value); the tag is 0 or AnnValue's type byte.
+        type Found<'k> = HashMap<(u8, &'k [u8], u8, &'k [u8]), RoaringBitmap>;
+        let mut found: Found<'b> = HashMap::new();
+        let mut statuses: HashMap<i32, RoaringBitmap> = HashMap::new();
+        let mut numbers: HashMap<&[u8], Vec<(u64, u32)>> = HashMap::new();
+        let mut add = |c: Column, key: &'b [u8], tag: u8, value: &'b [u8], row: usize| {
+            found
+                .entry((c as u8, key, tag, value))
+                .or_default()
+                .insert((base + row) as u32);
+        };
+        // A column the index cannot read fails the build (the file then has no sidecar and
+        // is scanned): an index silently missing a column would prune matching traces.
+        let text = |name: &str| {
+            sorted
+                .column_by_name(name)
+                .and_then(|c| c.as_string_opt::<i32>())
+                .ok_or_else(|| bad(name))
+        };
+        for (c, name) in [
+            (Column::Name, col::NAME),
+            (Column::Origin, col::ORIGIN),
+            (Column::User, col::USER),
+        ] {
+            let a = text(name)?;
+            for r in 0..n {
+                if !a.is_null(r) {
+                    add(c, b"", 0, a.value(r).as_bytes(), r);
                 }
             }
         }
-    }
-
-    // the sorted term table (an allocation per distinct term, not per row)
-    let mut terms: BTreeMap<TermKey, RoaringBitmap> = BTreeMap::new();
-    for ((c, key, tag, value), bm) in found {
-        let mut v = Vec::with_capacity(value.len() + 1);
-        if tag != 0 {
-            v.push(tag);
+        let status = sorted
+            .column_by_name(col::HTTP_STATUS)
+            .and_then(|c| c.as_primitive_opt::<Int32Type>())
+            .ok_or_else(|| bad(col::HTTP_STATUS))?;
+        for r in 0..n {
+            if !status.is_null(r) {
+                statuses
+                    .entry(status.value(r))
+                    .or_default()
+                    .insert((base + r) as u32);
+            }
         }
-        v.extend_from_slice(value);
-        terms.insert((c, key.to_vec(), v), bm);
-    }
-    for (status, bm) in statuses {
-        terms.insert(
-            (
+        for (c, name) in [
+            (Column::Error, col::ERROR),
+            (Column::Fault, col::FAULT),
+            (Column::Throttle, col::THROTTLE),
+        ] {
+            let a = sorted
+                .column_by_name(name)
+                .and_then(|c| c.as_boolean_opt())
+                .ok_or_else(|| bad(name))?;
+            for r in 0..n {
+                if !a.is_null(r) && a.value(r) {
+                    add(c, b"", 0, b"", r);
+                }
+            }
+        }
+        {
+            let list = sorted
+                .column_by_name(col::ANNOTATIONS)
+                .and_then(|c| c.as_list_opt::<i32>())
+                .ok_or_else(|| bad(col::ANNOTATIONS))?;
+            let entries = list.values().as_struct();
+            let (Some(keys), Some(strs), Some(nums), Some(bools)) = (
+                entries.column(0).as_string_opt::<i32>(),
+                entries.column(1).as_string_opt::<i32>(),
+                entries.column(2).as_primitive_opt::<Float64Type>(),
+                entries.column(3).as_boolean_opt(),
+            ) else {
+                return Err(bad("annotation entries"));
+            };
+            let offsets = list.value_offsets();
+            for r in 0..n {
+                if list.is_null(r) {
+                    continue;
+                }
+                for j in offsets[r] as usize..offsets[r + 1] as usize {
+                    let key = keys.value(j).as_bytes();
+                    add(Column::AnnotationKey, key, 0, b"", r);
+                    if !strs.is_null(j) {
+                        add(Column::Annotation, key, b's', strs.value(j).as_bytes(), r);
+                    } else if !nums.is_null(j) {
+                        numbers
+                            .entry(key)
+                            .or_default()
+                            .push((order_f64(nums.value(j)), (base + r) as u32));
+                    } else if !bools.is_null(j) {
+                        let v: &'static [u8] = if bools.value(j) { &[1] } else { &[0] };
+                        add(Column::Annotation, key, b'b', v, r);
+                    }
+                }
+            }
+        }
+
+        // into the owned tables (an allocation per distinct term and piece, not per row)
+        for ((c, key, tag, value), bm) in found {
+            let mut v = Vec::with_capacity(value.len() + 1);
+            if tag != 0 {
+                v.push(tag);
+            }
+            v.extend_from_slice(value);
+            *self.terms.entry((c, key.to_vec(), v)).or_default() |= bm;
+        }
+        for (status, bm) in statuses {
+            let key = (
                 Column::HttpStatus as u8,
                 Vec::new(),
                 status.to_string().into_bytes(),
-            ),
-            bm,
-        );
-    }
-    let numbers: BTreeMap<Vec<u8>, Vec<(u64, u32)>> =
-        numbers.into_iter().map(|(k, v)| (k.to_vec(), v)).collect();
-
-    // rare values leave the term table for the hashed lists
-    let mut lists: BTreeMap<ListKey, Vec<(u64, u32)>> = BTreeMap::new();
-    terms.retain(|(c, key, value), bm| {
-        let flag = matches!(
-            Column::from_u8(*c),
-            Some(Column::Error | Column::Fault | Column::Throttle)
-        );
-        if flag || (bm.len() >= SMALL && value.len() <= u16::MAX as usize) {
-            return true;
+            );
+            *self.terms.entry(key).or_default() |= bm;
         }
-        let h = value_hash(value);
-        let list = lists.entry((LIST_HASHED, *c, key.clone())).or_default();
-        list.extend(bm.iter().map(|r| (h, r)));
-        false
-    });
-    for (key, values) in numbers {
-        lists.insert((LIST_NUMBERS, Column::Annotation as u8, key), values);
-    }
-    for l in lists.values_mut() {
-        l.sort_unstable();
-    }
-
-    let mut out = Vec::new();
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&INDEX_VERSION.to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&(n as u64).to_le_bytes());
-    // trace directory
-    let mut runs: Vec<([u8; 16], u32, u32)> = Vec::new();
-    for r in 0..n {
-        let t = traces.value(r);
-        match runs.last_mut() {
-            Some(last) if last.0 == t => last.2 += 1,
-            _ => {
-                let mut id = [0u8; 16];
-                id.copy_from_slice(t);
-                if runs.last().is_some_and(|l| l.0 > id) {
-                    return Err(bad("rows are not sorted by trace id"));
+        for (key, values) in numbers {
+            self.numbers.entry(key.to_vec()).or_default().extend(values);
+        }
+        // the trace directory: runs of equal trace ids
+        for r in 0..n {
+            let t = traces.value(r);
+            match self.runs.last_mut() {
+                Some(last) if last.0 == t => last.2 += 1,
+                _ => {
+                    let mut id = [0u8; 16];
+                    id.copy_from_slice(t);
+                    if self.runs.last().is_some_and(|l| l.0 > id) {
+                        return Err(bad("rows are not sorted by trace id"));
+                    }
+                    self.runs.push((id, (base + r) as u32, 1));
                 }
-                runs.push((id, r as u32, 1));
             }
         }
+        self.rows += n;
+        Ok(())
     }
-    out.extend_from_slice(&(runs.len() as u32).to_le_bytes());
-    for (id, first, count) in &runs {
-        out.extend_from_slice(id);
-        out.extend_from_slice(&first.to_le_bytes());
-        out.extend_from_slice(&count.to_le_bytes());
-    }
-    // both tables first (their sizes fix the absolute offsets), then the data
-    let fits = |k: &[u8]| k.len() <= u16::MAX as usize;
-    if terms.keys().any(|(_, k, _)| !fits(k)) || lists.keys().any(|(_, _, k)| !fits(k)) {
-        return Err(bad("an annotation key longer than 65,535 bytes"));
-    }
-    let mut blobs: Vec<(&TermKey, Vec<u8>)> = Vec::with_capacity(terms.len());
-    for (term, bm) in &terms {
-        let mut blob = Vec::with_capacity(bm.serialized_size());
-        bm.serialize_into(&mut blob)
-            .map_err(|e| bad(&e.to_string()))?;
-        blobs.push((term, blob));
-    }
-    let lists: Vec<(&ListKey, &Vec<(u64, u32)>)> = lists.iter().collect();
-    let terms_bytes: usize = blobs
-        .iter()
-        .map(|((_, k, v), _)| 17 + k.len() + v.len())
-        .sum();
-    let lists_bytes: usize = lists.iter().map(|((_, _, k), _)| 16 + k.len()).sum();
-    let mut offset = (out.len() + 4 + terms_bytes + 4 + lists_bytes) as u64;
-    out.extend_from_slice(&(blobs.len() as u32).to_le_bytes());
-    for ((c, key, value), blob) in &blobs {
-        out.push(*c);
-        out.extend_from_slice(&(key.len() as u16).to_le_bytes());
-        out.extend_from_slice(key);
-        out.extend_from_slice(&(value.len() as u16).to_le_bytes());
-        out.extend_from_slice(value);
-        out.extend_from_slice(&offset.to_le_bytes());
-        out.extend_from_slice(&(blob.len() as u32).to_le_bytes());
-        offset += blob.len() as u64;
-    }
-    out.extend_from_slice(&(lists.len() as u32).to_le_bytes());
-    for ((kind, c, key), entries) in &lists {
-        out.push(*kind);
-        out.push(*c);
-        out.extend_from_slice(&(key.len() as u16).to_le_bytes());
-        out.extend_from_slice(key);
-        out.extend_from_slice(&offset.to_le_bytes());
-        out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
-        offset += entries.len() as u64 * 12;
-    }
-    for (_, blob) in &blobs {
-        out.extend_from_slice(blob);
-    }
-    for (_, entries) in &lists {
-        for (v, r) in entries.iter() {
-            out.extend_from_slice(&v.to_le_bytes());
-            out.extend_from_slice(&r.to_le_bytes());
+
+    /// The sidecar's bytes.
+    pub fn finish(self) -> Result<Vec<u8>> {
+        let bad = |what: &str| Error::Corrupt {
+            what: format!("cannot index: {what}"),
+        };
+        let IndexBuilder {
+            rows: n,
+            terms,
+            numbers,
+            runs,
+        } = self;
+        let mut terms: BTreeMap<TermKey, RoaringBitmap> = terms.into_iter().collect();
+        let numbers: BTreeMap<Vec<u8>, Vec<(u64, u32)>> = numbers.into_iter().collect();
+
+        // rare values leave the term table for the hashed lists
+        let mut lists: BTreeMap<ListKey, Vec<(u64, u32)>> = BTreeMap::new();
+        terms.retain(|(c, key, value), bm| {
+            let flag = matches!(
+                Column::from_u8(*c),
+                Some(Column::Error | Column::Fault | Column::Throttle)
+            );
+            if flag || (bm.len() >= SMALL && value.len() <= u16::MAX as usize) {
+                return true;
+            }
+            let h = value_hash(value);
+            let list = lists.entry((LIST_HASHED, *c, key.clone())).or_default();
+            list.extend(bm.iter().map(|r| (h, r)));
+            false
+        });
+        for (key, values) in numbers {
+            lists.insert((LIST_NUMBERS, Column::Annotation as u8, key), values);
         }
+        for l in lists.values_mut() {
+            l.sort_unstable();
+        }
+
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&INDEX_VERSION.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&(n as u64).to_le_bytes());
+        // trace directory
+        out.extend_from_slice(&(runs.len() as u32).to_le_bytes());
+        for (id, first, count) in &runs {
+            out.extend_from_slice(id);
+            out.extend_from_slice(&first.to_le_bytes());
+            out.extend_from_slice(&count.to_le_bytes());
+        }
+        // both tables first (their sizes fix the absolute offsets), then the data
+        let fits = |k: &[u8]| k.len() <= u16::MAX as usize;
+        if terms.keys().any(|(_, k, _)| !fits(k)) || lists.keys().any(|(_, _, k)| !fits(k)) {
+            return Err(bad("an annotation key longer than 65,535 bytes"));
+        }
+        let mut blobs: Vec<(&TermKey, Vec<u8>)> = Vec::with_capacity(terms.len());
+        for (term, bm) in &terms {
+            let mut blob = Vec::with_capacity(bm.serialized_size());
+            bm.serialize_into(&mut blob)
+                .map_err(|e| bad(&e.to_string()))?;
+            blobs.push((term, blob));
+        }
+        let lists: Vec<(&ListKey, &Vec<(u64, u32)>)> = lists.iter().collect();
+        let terms_bytes: usize = blobs
+            .iter()
+            .map(|((_, k, v), _)| 17 + k.len() + v.len())
+            .sum();
+        let lists_bytes: usize = lists.iter().map(|((_, _, k), _)| 16 + k.len()).sum();
+        let mut offset = (out.len() + 4 + terms_bytes + 4 + lists_bytes) as u64;
+        out.extend_from_slice(&(blobs.len() as u32).to_le_bytes());
+        for ((c, key, value), blob) in &blobs {
+            out.push(*c);
+            out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+            out.extend_from_slice(key);
+            out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+            out.extend_from_slice(value);
+            out.extend_from_slice(&offset.to_le_bytes());
+            out.extend_from_slice(&(blob.len() as u32).to_le_bytes());
+            offset += blob.len() as u64;
+        }
+        out.extend_from_slice(&(lists.len() as u32).to_le_bytes());
+        for ((kind, c, key), entries) in &lists {
+            out.push(*kind);
+            out.push(*c);
+            out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+            out.extend_from_slice(key);
+            out.extend_from_slice(&offset.to_le_bytes());
+            out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+            offset += entries.len() as u64 * 12;
+        }
+        for (_, blob) in &blobs {
+            out.extend_from_slice(blob);
+        }
+        for (_, entries) in &lists {
+            for (v, r) in entries.iter() {
+                out.extend_from_slice(&v.to_le_bytes());
+                out.extend_from_slice(&r.to_le_bytes());
+            }
+        }
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(END);
+        Ok(out)
     }
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(END);
-    Ok(out)
 }
 
 /// The sidecar path of a data file.

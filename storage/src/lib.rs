@@ -11,7 +11,9 @@
 //!    [`sketch`]es ([`rollup`], over each trace's structure: [`graph`]), listed by the
 //!    [`manifest`]; point reads decompress pages with one zstd context per thread
 //!    (`page`);
-//! 5. [`rebuild`] turns rows back into documents, value-equal to what was sent.
+//! 5. [`rebuild`] turns rows back into documents, value-equal to what was sent;
+//! 6. [`compaction`] merges a partition's small files into large sorted ones, and
+//!    [`store::Store::drop_partitions`] and pins serve retention.
 //!
 //! This crate never depends on DataFusion; the query crate reads [`snapshot::Snapshot`]s.
 
@@ -22,6 +24,7 @@ pub mod schema;
 pub mod segment;
 
 pub use error::{Error, ErrorKind, Result};
+pub mod compaction;
 pub mod datafile;
 pub mod graph;
 pub mod index;
@@ -35,7 +38,11 @@ pub mod snapshot;
 pub mod store;
 pub mod wal;
 
+pub use compaction::CompactionOptions;
 pub use partition::PartitionKey;
 pub use segment::{Limits, RejectCode, SegmentId, TraceId};
 pub use snapshot::Snapshot;
-pub use store::{Durability, IngestReport, Rejection, Store, StoreOptions, StoreStats};
+pub use store::{
+    CompactionReport, Durability, IngestReport, PartitionStats, Rejection, Store, StoreOptions,
+    StoreStats,
+};

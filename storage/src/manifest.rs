@@ -65,6 +65,9 @@ pub struct Manifest {
     pub flushed_seq: u64,
     pub next_file_id: u64,
     pub files: Vec<FileMeta>,
+    /// Pinned traces (`1-…` ids, sorted): retention keeps them until they are unpinned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pins: Vec<String>,
 }
 
 fn name(generation: u64) -> String {

@@ -387,18 +387,68 @@ pub fn visit<'a>(sorted: &'a RecordBatch, mut f: impl FnMut(&Contribution<'a>)) 
 /// Computes the rollup rows of a data file's rows (sorted by trace id, as
 /// [`crate::datafile::sort_rows`] leaves them; each row once).
 pub fn build(sorted: &RecordBatch) -> Result<RecordBatch> {
-    let mut acc: HashMap<Key<'_>, Stats> = HashMap::new();
-    visit(sorted, |x| {
-        acc.entry(Key {
-            minute_ns: x.start_ns.div_euclid(MINUTE_NS) * MINUTE_NS,
-            edge: x.edge,
-            node: x.node.clone(),
-            caller: x.caller.clone(),
-        })
-        .or_default()
-        .add(x);
-    })?;
-    finish(acc)
+    let mut b = RollupBuilder::default();
+    b.append(sorted)?;
+    b.finish()
+}
+
+/// Builds a file's rollup from its rows given in pieces, each holding whole traces
+/// (compaction cuts its output at trace boundaries). Holds one [`Stats`] per rollup
+/// row, never the spans.
+#[derive(Debug, Default)]
+pub struct RollupBuilder {
+    acc: HashMap<Key<'static>, Stats>,
+}
+
+impl Node<'_> {
+    fn into_owned(self) -> Node<'static> {
+        let own = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
+        Node {
+            name: own(self.name),
+            kind: own(self.kind),
+            account: self.account.map(own),
+            inferred: self.inferred,
+        }
+    }
+}
+
+impl RollupBuilder {
+    /// Adds the contributions of `sorted`'s traces (no trace may continue in another
+    /// piece).
+    pub fn append(&mut self, sorted: &RecordBatch) -> Result<()> {
+        let mut local: HashMap<Key<'_>, Stats> = HashMap::new();
+        visit(sorted, |x| {
+            local
+                .entry(Key {
+                    minute_ns: x.start_ns.div_euclid(MINUTE_NS) * MINUTE_NS,
+                    edge: x.edge,
+                    node: x.node.clone(),
+                    caller: x.caller.clone(),
+                })
+                .or_default()
+                .add(x);
+        })?;
+        for (k, s) in local {
+            let key = Key {
+                minute_ns: k.minute_ns,
+                edge: k.edge,
+                node: k.node.into_owned(),
+                caller: k.caller.map(Node::into_owned),
+            };
+            match self.acc.entry(key) {
+                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&s),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(s);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The rollup rows.
+    pub fn finish(self) -> Result<RecordBatch> {
+        finish(self.acc)
+    }
 }
 
 fn visit_trace<'a>(

@@ -12,13 +12,14 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parquet::bloom_filter::Sbbf;
 
+use crate::compaction::{self, CompactionOptions, MergeStats};
 use crate::datafile;
 use crate::error::{Error, Result};
 use crate::flatten::RowKey;
@@ -144,9 +145,26 @@ struct Shared {
     view: RwLock<View>,
     synced_seq: Mutex<u64>,
     flush_lock: Mutex<()>,
+    /// One compaction or retention step at a time.
+    maintenance_lock: Mutex<()>,
+    /// Held by retention for its whole run, and by pin/unpin: a trace pinned while
+    /// retention decides is never dropped.
+    retention_lock: Mutex<()>,
+    /// The next data file id: flushes and compaction both take ids from it.
+    next_file_id: AtomicU64,
+    /// Files no manifest names any more, deleted once no snapshot holds them.
+    retired: Mutex<Retired>,
     closed: AtomicBool,
     wake: (Mutex<bool>, Condvar),
     _lock: Option<File>,
+}
+
+/// Files replaced or dropped by maintenance, and the file lists of earlier views that
+/// snapshots may still hold.
+#[derive(Default)]
+struct Retired {
+    views: Vec<Weak<Vec<FileMeta>>>,
+    files: Vec<FileMeta>,
 }
 
 /// An open store. Cheap to share behind an `Arc`; every method takes `&self`.
@@ -259,9 +277,13 @@ impl Store {
                 memtable_since: since,
                 blooms,
             })),
+            next_file_id: AtomicU64::new(manifest.next_file_id),
             view: RwLock::new(View::new(manifest)),
             synced_seq: Mutex::new(next_seq - 1),
             flush_lock: Mutex::new(()),
+            maintenance_lock: Mutex::new(()),
+            retention_lock: Mutex::new(()),
+            retired: Mutex::new(Retired::default()),
             closed: AtomicBool::new(false),
             wake: (Mutex::new(false), Condvar::new()),
             _lock: Some(lock_file),
@@ -300,9 +322,13 @@ impl Store {
             options: StoreOptions::default(),
             read_only: true,
             write: None,
+            next_file_id: AtomicU64::new(manifest.next_file_id),
             view: RwLock::new(View::new(manifest)),
             synced_seq: Mutex::new(0),
             flush_lock: Mutex::new(()),
+            maintenance_lock: Mutex::new(()),
+            retention_lock: Mutex::new(()),
+            retired: Mutex::new(Retired::default()),
             closed: AtomicBool::new(false),
             wake: (Mutex::new(false), Condvar::new()),
             _lock: None,
@@ -535,8 +561,397 @@ impl Store {
         if s.write.is_some() {
             flush(s)?;
         }
+        // what snapshots still hold stays: orphans, removed when the store next opens
+        collect_garbage(s);
         Ok(())
     }
+}
+
+/// Files, rows and bytes of one partition, and whether compaction would rewrite it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionStats {
+    pub partition: PartitionKey,
+    pub files: usize,
+    /// Files smaller than [`CompactionOptions::min_file_bytes`].
+    pub small_files: usize,
+    pub rows: u64,
+    pub bytes: u64,
+    /// Compaction would merge these files now (see [`Store::compaction_due`]).
+    pub compaction_due: bool,
+    /// Some file of the partition shares traces or upserted rows with another: readers
+    /// pay for it until compaction.
+    pub needs_compaction: bool,
+}
+
+/// What compacting one partition did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompactionReport {
+    pub partition: PartitionKey,
+    pub merge: MergeStats,
+    pub output_files: usize,
+    pub output_bytes: u64,
+    /// Files deleted now (the rest of the inputs go once no reader holds them).
+    pub deleted_files: usize,
+}
+
+/// Whether the files of one partition want compacting: several small files, or files
+/// sharing traces or upserted rows that one merge can take together (beyond
+/// `max_inputs` large files, readers keep correcting for split traces).
+fn wants_compaction(files: &[&FileMeta], o: &CompactionOptions) -> bool {
+    let small = files.iter().filter(|f| is_small(f, o)).count();
+    let split = files.iter().any(|f| f.shadows || f.shares_traces);
+    files.len() >= 2 && (small >= 2 || (split && files.len() <= o.max_inputs.max(2)))
+}
+
+/// Whether a file is small enough to merge. Every output but a merge's last reaches
+/// `max_file_bytes`; below half of it, the threshold can never make outputs want
+/// merging again (so compaction always comes to rest).
+fn is_small(f: &FileMeta, o: &CompactionOptions) -> bool {
+    f.bytes < o.min_file_bytes.min(o.max_file_bytes / 2)
+}
+
+/// Test hook for crash tests: the process dies on the spot (no destructor runs) when
+/// the environment variable `TRACELAKE_CRASH_AT` names this point.
+pub(crate) fn crash_point(name: &str) {
+    if std::env::var_os("TRACELAKE_CRASH_AT").is_some_and(|v| v == name) {
+        tracing::error!(point = name, "TRACELAKE_CRASH_AT: aborting");
+        std::process::abort();
+    }
+}
+
+/// Deletes a data file and its sidecars (best effort: what is left is an orphan, removed
+/// when the store next opens).
+pub(crate) fn remove_file_set(root: &Path, f: &FileMeta) {
+    let data = root.join(&f.path);
+    let _ = fs::remove_file(crate::index::sidecar_path(&data));
+    let _ = fs::remove_file(root.join(crate::rollup::relative_path(f.partition, f.id)));
+    let _ = fs::remove_file(&data);
+}
+
+impl Store {
+    /// Files, rows and bytes per partition, oldest first, with the compaction backlog
+    /// at `now_ns` (nanoseconds since the epoch).
+    pub fn partition_stats(&self, options: &CompactionOptions, now_ns: i64) -> Vec<PartitionStats> {
+        let files = Arc::clone(
+            &self
+                .shared
+                .view
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .files,
+        );
+        let mut by: std::collections::BTreeMap<PartitionKey, Vec<&FileMeta>> = Default::default();
+        for f in files.iter() {
+            by.entry(f.partition).or_default().push(f);
+        }
+        by.into_iter()
+            .map(|(p, fs)| PartitionStats {
+                partition: p,
+                files: fs.len(),
+                small_files: fs.iter().filter(|f| is_small(f, options)).count(),
+                rows: fs.iter().map(|f| f.rows).sum(),
+                bytes: fs.iter().map(|f| f.bytes).sum(),
+                compaction_due: due(p, &fs, options, now_ns),
+                needs_compaction: fs.iter().any(|f| f.shadows || f.shares_traces),
+            })
+            .collect()
+    }
+
+    /// The partitions compaction would rewrite at `now_ns`, oldest first: those whose
+    /// files want compacting ([`PartitionStats::needs_compaction`], or several small
+    /// files) and whose hour ended [`CompactionOptions::settle`] ago, or that hold
+    /// [`CompactionOptions::max_small_files`] small files already.
+    pub fn compaction_due(&self, options: &CompactionOptions, now_ns: i64) -> Vec<PartitionKey> {
+        self.partition_stats(options, now_ns)
+            .into_iter()
+            .filter(|p| p.compaction_due)
+            .map(|p| p.partition)
+            .collect()
+    }
+
+    /// Compacts one partition: merges its files (at most [`CompactionOptions::max_inputs`]
+    /// of them, smallest first) into large files sorted by trace id, resolving upserts
+    /// and rebuilding the sidecars, then replaces them in one manifest commit. Queries
+    /// see the same rows before, during and after. `progress` gets the input rows merged
+    /// so far. A no-op (`None`) when the partition has nothing to merge.
+    pub fn compact_partition(
+        &self,
+        partition: PartitionKey,
+        options: &CompactionOptions,
+        progress: &dyn Fn(u64),
+    ) -> Result<Option<CompactionReport>> {
+        let _one = lock(&self.shared.maintenance_lock);
+        let files = self.partition_files(partition);
+        let refs: Vec<&FileMeta> = files.iter().collect();
+        if !wants_compaction(&refs, options) {
+            return Ok(None);
+        }
+        let mut inputs = files;
+        if inputs.len() > options.max_inputs.max(2) {
+            inputs.sort_by_key(|f| (f.bytes, f.id));
+            inputs.truncate(options.max_inputs.max(2));
+        }
+        self.rewrite(partition, &inputs, options, &|_| true, progress)
+            .map(Some)
+    }
+
+    /// Rewrites every file of `partition` keeping only the traces `keep` accepts
+    /// (retention's keep rules and pins); the partition disappears when none is kept.
+    pub fn retain_traces(
+        &self,
+        partition: PartitionKey,
+        keep: &dyn Fn(&TraceId) -> bool,
+        progress: &dyn Fn(u64),
+    ) -> Result<CompactionReport> {
+        let _one = lock(&self.shared.maintenance_lock);
+        let inputs = self.partition_files(partition);
+        self.rewrite(
+            partition,
+            &inputs,
+            &CompactionOptions::default(),
+            keep,
+            progress,
+        )
+    }
+
+    fn partition_files(&self, partition: PartitionKey) -> Vec<FileMeta> {
+        let v = self.shared.view.read().unwrap_or_else(|e| e.into_inner());
+        v.files
+            .iter()
+            .filter(|f| f.partition == partition)
+            .cloned()
+            .collect()
+    }
+
+    fn rewrite(
+        &self,
+        partition: PartitionKey,
+        inputs: &[FileMeta],
+        options: &CompactionOptions,
+        keep: &dyn Fn(&TraceId) -> bool,
+        progress: &dyn Fn(u64),
+    ) -> Result<CompactionReport> {
+        let s = &self.shared;
+        if s.read_only {
+            return Err(Error::ReadOnly {
+                operation: "compaction",
+            });
+        }
+        if s.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let expected = inputs.iter().map(|f| f.rows).sum::<u64>() as usize;
+        let root = s.root.clone();
+        let mut create = |_: usize| {
+            let id = s.next_file_id.fetch_add(1, Ordering::AcqRel);
+            crash_point("compact:create-output");
+            datafile::Writer::create(&root, partition, id, expected, false)
+        };
+        let (mut outputs, merge) =
+            compaction::merge(&s.root, inputs, options, &mut create, keep, progress)?;
+        crash_point("compact:before-commit");
+        let output_bytes = outputs.iter().map(|f| f.bytes).sum();
+        let output_files = outputs.len();
+        if let Err(e) = self.commit_replace(partition, inputs, &mut outputs) {
+            for f in &outputs {
+                remove_file_set(&s.root, f);
+            }
+            return Err(e);
+        }
+        crash_point("compact:after-commit");
+        let deleted_files = collect_garbage(s);
+        Ok(CompactionReport {
+            partition,
+            merge,
+            output_files,
+            output_bytes,
+            deleted_files,
+        })
+    }
+
+    /// Replaces `inputs` (files of `partition`) by `outputs` in one manifest commit.
+    fn commit_replace(
+        &self,
+        partition: PartitionKey,
+        inputs: &[FileMeta],
+        outputs: &mut [FileMeta],
+    ) -> Result<()> {
+        let s = &self.shared;
+        commit_change(s, inputs, |m| {
+            let gone: std::collections::HashSet<u64> = inputs.iter().map(|f| f.id).collect();
+            let present = m.files.iter().filter(|f| gone.contains(&f.id)).count();
+            if present != gone.len() {
+                return Err(Error::InvalidArgument(format!(
+                    "partition {partition} changed while it was being rewritten; try again"
+                )));
+            }
+            let upserts = inputs.iter().any(|f| f.shadows);
+            m.files.retain(|f| !gone.contains(&f.id));
+            // Outputs never split a trace between them, but files left out of the merge
+            // (or flushed meanwhile) may share traces and upserted rows with them.
+            for o in outputs.iter_mut() {
+                let mut others = m
+                    .files
+                    .iter_mut()
+                    .filter(|g| g.partition == partition)
+                    .peekable();
+                if others.peek().is_some() {
+                    o.shadows = upserts;
+                    mark_shared(&s.root, o, others);
+                }
+            }
+            m.files.extend(outputs.iter().cloned());
+            Ok(true)
+        })
+        .map(drop)
+    }
+
+    /// Drops every file of `partitions` in one manifest commit (retention): O(files),
+    /// whatever their size. Rows still in the memtable stay. Returns the files and
+    /// bytes dropped.
+    pub fn drop_partitions(&self, partitions: &[PartitionKey]) -> Result<(usize, u64)> {
+        let s = &self.shared;
+        if s.write.is_none() {
+            return Err(Error::ReadOnly {
+                operation: "retention",
+            });
+        }
+        let _m = lock(&s.maintenance_lock);
+        let dropped: Vec<FileMeta> = {
+            let v = s.view.read().unwrap_or_else(|e| e.into_inner());
+            v.files
+                .iter()
+                .filter(|f| partitions.contains(&f.partition))
+                .cloned()
+                .collect()
+        };
+        if dropped.is_empty() {
+            return Ok((0, 0));
+        }
+        commit_change(s, &dropped, |m| {
+            // flushes only add files, and maintenance is ours: the files are still there
+            m.files.retain(|f| !partitions.contains(&f.partition));
+            crash_point("retention:before-commit");
+            Ok(true)
+        })?;
+        crash_point("retention:after-commit");
+        collect_garbage(s);
+        Ok((dropped.len(), dropped.iter().map(|f| f.bytes).sum()))
+    }
+
+    /// Holds off pins while retention runs: take it for a whole retention pass.
+    pub fn retention_guard(&self) -> MutexGuard<'_, ()> {
+        lock(&self.shared.retention_lock)
+    }
+
+    /// The pinned traces, sorted.
+    pub fn pins(&self) -> Vec<TraceId> {
+        let v = self.shared.view.read().unwrap_or_else(|e| e.into_inner());
+        v.manifest
+            .pins
+            .iter()
+            .filter_map(|t| TraceId::parse(t))
+            .collect()
+    }
+
+    /// Pins (`pin = true`) or unpins traces: retention keeps a pinned trace, whatever
+    /// its age, until it is unpinned. Returns how many pins changed. Waits for a
+    /// running retention pass.
+    pub fn set_pins(&self, traces: &[TraceId], pin: bool) -> Result<usize> {
+        let s = &self.shared;
+        if s.write.is_none() {
+            return Err(Error::ReadOnly { operation: "pin" });
+        }
+        let _r = lock(&s.retention_lock);
+        let mut changed = 0;
+        commit_change(s, &[], |m| {
+            let mut set: std::collections::BTreeSet<String> = m.pins.iter().cloned().collect();
+            for t in traces {
+                let t = t.to_string();
+                changed += usize::from(if pin { set.insert(t) } else { set.remove(&t) });
+            }
+            m.pins = set.into_iter().collect();
+            Ok(changed > 0)
+        })?;
+        Ok(changed)
+    }
+
+    /// Deletes retired files that no snapshot holds any more; returns how many.
+    pub fn collect_garbage(&self) -> usize {
+        collect_garbage(&self.shared)
+    }
+}
+
+/// Commits a change of the manifest as the only committer (`flush_lock`): `change`
+/// edits a copy and says whether there is anything to commit; `retired` are the files
+/// it removed (deleted once no snapshot holds them). Returns whether it committed.
+fn commit_change(
+    s: &Shared,
+    retired: &[FileMeta],
+    change: impl FnOnce(&mut Manifest) -> Result<bool>,
+) -> Result<bool> {
+    let _one = lock(&s.flush_lock);
+    let mut m = s
+        .view
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .manifest
+        .clone();
+    if !change(&mut m)? {
+        return Ok(false);
+    }
+    m.next_file_id = m.next_file_id.max(s.next_file_id.load(Ordering::Acquire));
+    manifest::commit(&s.root, &mut m)?;
+    lock(&s.retired).files.extend(retired.iter().cloned());
+    if let Some(write) = s.write.as_ref() {
+        let mut w = lock(write);
+        for f in retired {
+            w.blooms.remove(&f.id);
+        }
+    }
+    let mut v = s.view.write().unwrap_or_else(|e| e.into_inner());
+    publish(s, &mut v, m);
+    Ok(true)
+}
+
+fn due(p: PartitionKey, files: &[&FileMeta], o: &CompactionOptions, now_ns: i64) -> bool {
+    if !wants_compaction(files, o) {
+        return false;
+    }
+    let settle = i64::try_from(o.settle.as_nanos()).unwrap_or(i64::MAX);
+    let settled = p
+        .start_ns()
+        .saturating_add(3_600_000_000_000)
+        .saturating_add(settle)
+        <= now_ns;
+    let small = files.iter().filter(|f| is_small(f, o)).count();
+    settled || small >= o.max_small_files.max(2)
+}
+
+/// Deletes the retired files that no live view names.
+fn collect_garbage(s: &Shared) -> usize {
+    let free: Vec<FileMeta> = {
+        let mut r = lock(&s.retired);
+        r.views.retain(|w| w.strong_count() > 0);
+        let held: std::collections::HashSet<u64> = r
+            .views
+            .iter()
+            .filter_map(Weak::upgrade)
+            .flat_map(|v| v.iter().map(|f| f.id).collect::<Vec<_>>())
+            .collect();
+        let (free, keep): (Vec<FileMeta>, Vec<FileMeta>) = std::mem::take(&mut r.files)
+            .into_iter()
+            .partition(|f| !held.contains(&f.id));
+        r.files = keep;
+        free
+    };
+    for (i, f) in free.iter().enumerate() {
+        remove_file_set(&s.root, f);
+        if i == 0 {
+            crash_point("gc:after-first-delete");
+        }
+    }
+    free.len()
 }
 
 impl Drop for Store {
@@ -637,12 +1052,6 @@ fn flush(s: &Shared) -> Result<()> {
 
 fn write_frozen(s: &Shared, frozen: &Arc<Frozen>) -> Result<()> {
     // Write the files outside every lock.
-    let mut next_id = s
-        .view
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .manifest
-        .next_file_id;
     let mut new_files = Vec::new();
     let mut blooms = Vec::new();
     for (p, part) in &frozen.partitions {
@@ -651,7 +1060,8 @@ fn write_frozen(s: &Shared, frozen: &Arc<Frozen>) -> Result<()> {
             continue;
         }
         let batch = arrow::compute::concat_batches(&crate::schema::spans(), &batches)?;
-        let meta = datafile::write(&s.root, *p, next_id, &batch, part.shadows)?;
+        let id = s.next_file_id.fetch_add(1, Ordering::AcqRel);
+        let meta = datafile::write(&s.root, *p, id, &batch, part.shadows)?;
         // Read the new file's id bloom filters here, outside every lock: the first ingest
         // that checks for upserts against the file would otherwise read them under the
         // write lock, stalling every acknowledgement behind a disk read.
@@ -660,7 +1070,6 @@ fn write_frozen(s: &Shared, frozen: &Arc<Frozen>) -> Result<()> {
             Err(e) => tracing::warn!(file = %meta.path, error = %e, "cannot read id bloom filter"),
         }
         new_files.push(meta);
-        next_id += 1;
     }
     // Commit outside the view lock (ingest reads the view under the write lock, so its
     // fsyncs would stall every acknowledgement); `flush_lock` keeps us the only committer.
@@ -674,37 +1083,60 @@ fn write_frozen(s: &Shared, frozen: &Arc<Frozen>) -> Result<()> {
     // Flush boundaries cut traces: mark the files that share one, and list the shared
     // traces on the new file (see `shares_traces` and `shared_traces`).
     for f in &mut new_files {
-        let mut shared: Option<std::collections::BTreeSet<TraceId>> = Some(Default::default());
-        // opened once for all the older files it is compared with
-        let index = crate::index::Index::open(&s.root.join(&f.path), f.rows).ok();
-        for g in m.files.iter_mut().filter(|g| g.partition == f.partition) {
-            let common = shared_traces(&s.root, f, index.as_ref(), g);
-            if common.as_ref().is_none_or(|c| !c.is_empty()) {
-                f.shares_traces = true;
-                g.shares_traces = true;
-            }
-            match (common, &mut shared) {
-                (Some(c), Some(all)) => all.extend(c),
-                _ => shared = None,
-            }
-        }
-        f.shared_traces = shared
-            .filter(|all| all.len() <= MAX_LISTED_SHARED_TRACES)
-            .map(|all| all.iter().map(ToString::to_string).collect());
+        let partition = f.partition;
+        mark_shared(
+            &s.root,
+            f,
+            m.files.iter_mut().filter(|g| g.partition == partition),
+        );
     }
     m.files.extend(new_files);
-    m.next_file_id = next_id;
+    m.next_file_id = m.next_file_id.max(s.next_file_id.load(Ordering::Acquire));
     m.flushed_seq = m.flushed_seq.max(frozen.max_seq);
     manifest::commit(&s.root, &mut m)?;
     if let Some(write) = s.write.as_ref() {
         lock(write).blooms.extend(blooms);
     }
     let mut v = s.view.write().unwrap_or_else(|e| e.into_inner());
-    v.files = Arc::new(m.files.clone());
-    v.by_partition = files_by_partition(&v.files);
-    v.manifest = m;
+    publish(s, &mut v, m);
     v.frozen.retain(|f| !Arc::ptr_eq(f, frozen));
     Ok(())
+}
+
+/// Makes `m` what readers see, remembering the old file list for as long as snapshots
+/// hold it (retired files are deleted only after).
+fn publish(s: &Shared, v: &mut View, m: Manifest) {
+    let old = std::mem::replace(&mut v.files, Arc::new(m.files.clone()));
+    {
+        let mut r = lock(&s.retired);
+        r.views.retain(|w| w.strong_count() > 0);
+        r.views.push(Arc::downgrade(&old));
+    }
+    drop(old);
+    v.by_partition = files_by_partition(&v.files);
+    v.manifest = m;
+}
+
+/// Marks `f` and the `older` files of its partition that share a trace with it, and
+/// lists the shared traces on `f` (see [`FileMeta::shared_traces`]).
+fn mark_shared<'a>(root: &Path, f: &mut FileMeta, older: impl Iterator<Item = &'a mut FileMeta>) {
+    let mut shared: Option<std::collections::BTreeSet<TraceId>> = Some(Default::default());
+    // opened once for all the older files it is compared with
+    let index = crate::index::Index::open(&root.join(&f.path), f.rows).ok();
+    for g in older {
+        let common = shared_traces(root, f, index.as_ref(), g);
+        if common.as_ref().is_none_or(|c| !c.is_empty()) {
+            f.shares_traces = true;
+            g.shares_traces = true;
+        }
+        match (common, &mut shared) {
+            (Some(c), Some(all)) => all.extend(c),
+            _ => shared = None,
+        }
+    }
+    f.shared_traces = shared
+        .filter(|all| all.len() <= MAX_LISTED_SHARED_TRACES)
+        .map(|all| all.iter().map(ToString::to_string).collect());
 }
 
 /// Shared traces a file lists at most; beyond, readers scan its partition.
