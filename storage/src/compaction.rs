@@ -26,7 +26,9 @@
 //! sidecars`, whatever the partition's size; at most [`CompactionOptions::max_inputs`]
 //! inputs take part in one merge. Files of successive flushes cover successive ranges
 //! of trace ids (ids begin with their time), so usually only two or three are open at
-//! once.
+//! once. Measured (`tests/compaction_memory.rs`): merging 160k rows (44 MB decoded)
+//! peaked at 20 MB of heap, 640k rows (176 MB decoded) at 31 MB; the difference is the
+//! sidecars under construction.
 
 use std::collections::HashMap;
 use std::fs::File;

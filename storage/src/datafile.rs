@@ -76,10 +76,12 @@ fn writer_properties(rows: usize) -> WriterProperties {
         b = b.set_column_encoding(ColumnPath::from(c), Encoding::DELTA_BINARY_PACKED);
     }
     b = b.set_column_dictionary_enabled(ColumnPath::from(col::HTTP_STATUS), true);
+    // one filter per row group (column chunk): sized for a row group's ids, not the
+    // file's (a 1 GB compaction output would otherwise hold 60 filters of 10 MB each)
     let id = ColumnPath::from(col::ID);
     b = b
         .set_column_bloom_filter_enabled(id.clone(), true)
-        .set_column_bloom_filter_max_ndv(id.clone(), rows.max(1) as u64)
+        .set_column_bloom_filter_max_ndv(id.clone(), rows.clamp(1, ROW_GROUP_ROWS) as u64)
         .set_column_bloom_filter_fpp(id, 0.01);
     b.build()
 }
