@@ -1,7 +1,7 @@
 //! The `Engine`: a store plus a DataFusion session over it.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use datafusion::datasource::TableProvider;
@@ -10,10 +10,16 @@ use datafusion::prelude::SessionConfig;
 use tracelake_query::filter::FilterLimits;
 use tracelake_query::rollups::{RollupCache, RollupsTable};
 use tracelake_query::{CompiledFilter, GroupResolver, SpansTable};
-use tracelake_storage::{Durability, IngestReport, Limits, Store, StoreOptions, TraceId};
+use tracelake_storage::{
+    CompactionOptions, Durability, IngestReport, Limits, PartitionStats, Store, StoreOptions,
+    TraceId,
+};
 
 use crate::error::Error;
 use crate::group::{self, Group, Groups};
+use crate::maintenance::{
+    self, Clock, CompactionSummary, RetentionPolicy, RetentionReport, SystemClock, Wake,
+};
 use crate::percentiles::{Answered, PercentileQuery, Percentiles};
 use crate::result::QueryResult;
 use crate::service_graph::{GraphQuery, ServiceGraph, TimeSeriesPoint, TimeSeriesQuery};
@@ -42,6 +48,19 @@ pub struct EngineOptions {
     /// Read the index sidecars to skip data (default). `false` makes every query scan:
     /// the reference for differential tests, or a way around a suspected index problem.
     pub use_indexes: bool,
+    /// How often the background maintenance thread looks for work (default 60 s):
+    /// compaction, and retention when [`EngineOptions::retention`] is set. `None`: no
+    /// thread; maintenance runs only through [`Engine::compact`] and
+    /// [`Engine::apply_retention`].
+    pub maintenance_interval: Option<Duration>,
+    /// When and how partitions are compacted.
+    pub compaction: CompactionOptions,
+    /// Expire data in the background with this policy. Default `None`: an embedded
+    /// store deletes nothing unless asked. [`RetentionPolicy::default`] is X-Ray's 30
+    /// days; [`Engine::apply_retention`] applies it when this is `None`.
+    pub retention: Option<RetentionPolicy>,
+    /// Where maintenance reads the time (tests inject their own).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for EngineOptions {
@@ -56,6 +75,10 @@ impl Default for EngineOptions {
             query_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             filter_limits: FilterLimits::default(),
             use_indexes: true,
+            maintenance_interval: Some(Duration::from_secs(60)),
+            compaction: CompactionOptions::default(),
+            retention: None,
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -68,12 +91,37 @@ struct Inner {
     rollups: Arc<RollupCache>,
     groups: Groups,
     filter_limits: FilterLimits,
+    compaction: CompactionOptions,
+    retention: Option<RetentionPolicy>,
+    clock: Arc<dyn Clock>,
+    /// The maintenance thread and its channel.
+    maintenance: Mutex<Option<(crossbeam_channel::Sender<Wake>, std::thread::JoinHandle<()>)>>,
     /// `Option` only so that `Drop` can shut it down without blocking.
     runtime: Option<tokio::runtime::Runtime>,
 }
 
+impl Inner {
+    /// Stops the maintenance thread: cancels a merge in progress and waits for it.
+    fn stop_maintenance(&self) {
+        let taken = self
+            .maintenance
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some((tx, handle)) = taken {
+            self.store.cancel_maintenance();
+            let _ = tx.send(Wake::Stop);
+            // the thread may hold the last handle and be dropping us
+            if handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
+        self.stop_maintenance();
         // Dropping a runtime blocks; that panics inside a caller's async context.
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
@@ -165,7 +213,7 @@ impl Engine {
             ctx.register_udf(f);
         }
         let groups = Groups::open(store.root())?;
-        Ok(Engine {
+        let engine = Engine {
             inner: Arc::new(Inner {
                 store,
                 ctx,
@@ -173,9 +221,156 @@ impl Engine {
                 rollups,
                 groups,
                 filter_limits,
+                compaction: options.compaction.clone(),
+                retention: options.retention.clone(),
+                clock: Arc::clone(&options.clock),
+                maintenance: Mutex::new(None),
                 runtime: Some(runtime),
             }),
-        })
+        };
+        if let Some(policy) = &options.retention {
+            engine.check_policy(policy)?;
+        }
+        if let Some(interval) = options.maintenance_interval
+            && !engine.inner.store.is_read_only()
+        {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let weak: Weak<Inner> = Arc::downgrade(&engine.inner);
+            let handle = maintenance::spawn(interval, rx, move || {
+                if let Some(inner) = weak.upgrade() {
+                    Engine { inner }.run_maintenance();
+                }
+            })
+            .map_err(Error::Runtime)?;
+            *engine
+                .inner
+                .maintenance
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some((tx, handle));
+        }
+        Ok(engine)
+    }
+
+    /// One background round: compaction of what is due, then retention if configured.
+    fn run_maintenance(&self) {
+        let now = maintenance::now_ns(&*self.inner.clock);
+        if let Err(e) =
+            maintenance::compact(&self.inner.store, &self.inner.compaction, now, &|_, _| {})
+            && !matches!(e, Error::Storage(tracelake_storage::Error::Closed))
+        {
+            tracing::error!(error = %e, "background compaction failed");
+        }
+        if let Some(policy) = &self.inner.retention
+            && let Err(e) = self.apply_retention_with(policy, false)
+        {
+            tracing::error!(error = %e, "background retention failed");
+        }
+        self.inner.store.collect_garbage();
+    }
+
+    /// Wakes the maintenance thread now (no-op without one).
+    pub fn wake_maintenance(&self) {
+        if let Some((tx, _)) = &*self
+            .inner
+            .maintenance
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            let _ = tx.send(Wake::Now);
+        }
+    }
+
+    /// Compacts every partition whose files want it, now (whatever
+    /// [`CompactionOptions::settle`] says): the same code the maintenance thread runs.
+    pub fn compact(&self) -> Result<CompactionSummary, Error> {
+        self.compact_with_progress(&|_, _| {})
+    }
+
+    /// [`Engine::compact`], reporting `(rows merged, rows to merge)` as it goes.
+    pub fn compact_with_progress(
+        &self,
+        progress: &dyn Fn(u64, u64),
+    ) -> Result<CompactionSummary, Error> {
+        maintenance::compact(
+            &self.inner.store,
+            &self.inner.compaction,
+            i64::MAX,
+            progress,
+        )
+    }
+
+    /// Files, rows and bytes per partition, oldest first, with what compaction would
+    /// merge now (the backlog).
+    pub fn partition_stats(&self) -> Vec<PartitionStats> {
+        let now = maintenance::now_ns(&*self.inner.clock);
+        self.inner
+            .store
+            .partition_stats(&self.inner.compaction, now)
+    }
+
+    /// Applies the engine's retention policy ([`EngineOptions::retention`], or X-Ray's
+    /// 30 days when none is set).
+    pub fn apply_retention(&self) -> Result<RetentionReport, Error> {
+        let policy = self.inner.retention.clone().unwrap_or_default();
+        self.apply_retention_with(&policy, false)
+    }
+
+    /// Applies `policy` at the clock's time; with `dry_run`, only reports what it would
+    /// drop and keep.
+    pub fn apply_retention_with(
+        &self,
+        policy: &RetentionPolicy,
+        dry_run: bool,
+    ) -> Result<RetentionReport, Error> {
+        self.check_policy(policy)?;
+        let now = maintenance::now_ns(&*self.inner.clock);
+        let compiled: Vec<(String, Arc<CompiledFilter>)> = policy
+            .keep
+            .iter()
+            .map(|r| Ok((r.filter.clone(), Arc::new(self.compile_filter(&r.filter)?))))
+            .collect::<Result<_, Error>>()?;
+        let matching = |p: tracelake_storage::PartitionKey, filter: &str| {
+            let Some((_, f)) = compiled.iter().find(|(t, _)| t == filter) else {
+                return Ok(Default::default());
+            };
+            let f = Arc::clone(f);
+            let snapshot = self.inner.store.snapshot()?;
+            let ctx = self.inner.ctx.clone();
+            self.block_on(async move {
+                tracelake_query::traces_matching_in_partition(&ctx, &snapshot, p, &f).await
+            })
+        };
+        maintenance::retention(&self.inner.store, policy, now, dry_run, &matching)
+    }
+
+    /// Checks a policy's keep rules compile.
+    fn check_policy(&self, policy: &RetentionPolicy) -> Result<(), Error> {
+        for r in &policy.keep {
+            self.compile_filter(&r.filter)
+                .map_err(|e| Error::InvalidArgument(format!("keep rule {:?}: {e}", r.filter)))?;
+        }
+        Ok(())
+    }
+
+    /// Pins traces (`1-…` ids): retention keeps them, whatever their age, until they
+    /// are unpinned. Returns how many were not pinned before.
+    pub fn pin<S: AsRef<str>>(&self, ids: &[S]) -> Result<usize, Error> {
+        Ok(self.inner.store.set_pins(&parse_ids(ids)?, true)?)
+    }
+
+    /// Unpins traces; returns how many were pinned.
+    pub fn unpin<S: AsRef<str>>(&self, ids: &[S]) -> Result<usize, Error> {
+        Ok(self.inner.store.set_pins(&parse_ids(ids)?, false)?)
+    }
+
+    /// The pinned traces.
+    pub fn pins(&self) -> Vec<String> {
+        self.inner
+            .store
+            .pins()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     /// Ingests segment documents in any framing. Each bad document is reported in the
@@ -619,9 +814,10 @@ impl Engine {
         Ok(self.inner.store.flush()?)
     }
 
-    /// Flushes and stops background work. Later ingests fail; dropping the last handle
-    /// closes too.
+    /// Stops background work (a merge in progress is abandoned, its inputs stay) and
+    /// flushes. Later ingests fail; dropping the last handle closes too.
     pub fn close(&self) -> Result<(), Error> {
+        self.inner.stop_maintenance();
         Ok(self.inner.store.close()?)
     }
 
@@ -638,4 +834,17 @@ impl Engine {
     pub fn dir(&self) -> &Path {
         self.inner.store.root()
     }
+}
+
+fn parse_ids<S: AsRef<str>>(ids: &[S]) -> Result<Vec<TraceId>, Error> {
+    ids.iter()
+        .map(|s| {
+            TraceId::parse(s.as_ref().trim()).ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "{:?} is not an X-Ray trace id (1-xxxxxxxx-xxxxxxxxxxxxxxxxxxxxxxxx)",
+                    s.as_ref()
+                ))
+            })
+        })
+        .collect()
 }

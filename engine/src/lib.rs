@@ -20,7 +20,10 @@
 //! ```
 //!
 //! - [`Engine`]: open a store directory, ingest, query with SQL, flush, close.
-//! - [`EngineOptions`]: durability, limits and flush thresholds.
+//! - [`EngineOptions`]: durability, limits, flush thresholds and maintenance policies.
+//! - [`Engine::compact`], [`Engine::apply_retention`] ([`RetentionPolicy`],
+//!   [`KeepRule`]), [`Engine::pin`]: maintenance on demand (a background thread runs
+//!   the same code).
 //! - [`QueryResult`]: Arrow record batches with table and JSON renderings.
 //! - [`PercentileQuery`] / [`Percentiles`]: latency percentiles, exact or from rollups.
 //! - [`GraphQuery`] / [`ServiceGraph`] and [`TimeSeriesQuery`]: the service graph and
@@ -30,6 +33,7 @@
 mod engine;
 mod error;
 mod group;
+mod maintenance;
 mod percentiles;
 mod result;
 mod service_graph;
@@ -38,6 +42,10 @@ mod traces;
 pub use engine::{Engine, EngineOptions, Stats};
 pub use error::{Error, ErrorKind};
 pub use group::{Group, InsightsConfiguration};
+pub use maintenance::{
+    Clock, CompactionSummary, Expiry, KeepRule, PartitionRetention, RetentionPolicy,
+    RetentionReport, SystemClock, parse_duration,
+};
 pub use percentiles::{
     Answered, GroupBy, Metric, Mode, PercentileGroup, PercentileQuery, Percentiles,
 };
@@ -47,7 +55,9 @@ pub use service_graph::{
     Statistics, TimeSeriesPoint, TimeSeriesQuery,
 };
 pub use tracelake_query::RangeType;
-pub use tracelake_storage::{Durability, IngestReport, Limits, RejectCode, Rejection};
+pub use tracelake_storage::{
+    CompactionOptions, Durability, IngestReport, Limits, PartitionStats, RejectCode, Rejection,
+};
 pub use traces::{
     AnnotationValueWithServices, CauseEntity, CauseException, CauseService, HttpSummary, RootCause,
     SegmentDocument, ServiceId, SummaryPage, TraceDocuments, TraceQuery, TraceSummary,

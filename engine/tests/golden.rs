@@ -189,6 +189,8 @@ fn options() -> EngineOptions {
     EngineOptions {
         // keep everything in the memtable until the test flushes
         flush_age: Duration::from_secs(24 * 3600),
+        // the files as the test flushed them, not compacted behind its back
+        maintenance_interval: None,
         ..EngineOptions::default()
     }
 }

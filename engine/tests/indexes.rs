@@ -157,6 +157,7 @@ fn damaged_or_missing_sidecars_cost_speed_not_answers() {
         dir.path(),
         EngineOptions {
             use_indexes: false,
+            maintenance_interval: None,
             ..EngineOptions::default()
         },
     )
@@ -271,6 +272,7 @@ fn paged_index_search_equals_a_full_scan() {
             dir,
             EngineOptions {
                 use_indexes,
+                maintenance_interval: None,
                 ..EngineOptions::default()
             },
         )

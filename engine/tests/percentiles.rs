@@ -23,6 +23,7 @@ fn engine_with(dir: &std::path::Path, flush_rows: usize) -> Engine {
         dir,
         EngineOptions {
             flush_rows,
+            maintenance_interval: None,
             ..EngineOptions::default()
         },
     )

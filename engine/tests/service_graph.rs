@@ -320,6 +320,8 @@ fn a_store_of_many_small_files_gives_the_same_graph_from_corrected_rollups() {
         tmp.path(),
         EngineOptions {
             flush_rows: 1_500,
+            // the many small files are the point: no compaction behind the test's back
+            maintenance_interval: None,
             ..EngineOptions::default()
         },
     )

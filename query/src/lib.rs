@@ -35,4 +35,5 @@ pub use error::{Error, ErrorKind, Result};
 pub use lower::{CompiledFilter, GroupResolver, NoGroups, compile};
 pub use provider::{SnapshotSource, SpansTable};
 pub use search::{Hit, RangeType, TimeRange};
+pub use source::traces_matching_in_partition;
 pub use summary::{TraceDocuments, TraceSummary};

@@ -358,6 +358,32 @@ impl TableProvider for SpansTable {
     }
 }
 
+/// The plan's Parquet reader factory, holding the snapshot's file list for as long as
+/// the plan lives: the store deletes files that compaction or retention replaced only
+/// once no snapshot holds them, and a plan opens its files when it runs.
+#[derive(Debug)]
+struct Holding {
+    inner: CachedParquetFileReaderFactory,
+    _files: Arc<Vec<tracelake_storage::manifest::FileMeta>>,
+}
+
+impl datafusion::datasource::physical_plan::ParquetFileReaderFactory for Holding {
+    fn create_reader(
+        &self,
+        partition_index: usize,
+        partitioned_file: PartitionedFile,
+        metadata_size_hint: Option<usize>,
+        metrics: &datafusion::physical_plan::metrics::ExecutionPlanMetricsSet,
+    ) -> DfResult<Box<dyn parquet::arrow::async_reader::AsyncFileReader + Send>> {
+        self.inner.create_reader(
+            partition_index,
+            partitioned_file,
+            metadata_size_hint,
+            metrics,
+        )
+    }
+}
+
 impl SpansTable {
     /// Upsert resolutions of the partitions that need one.
     fn resolutions(
@@ -519,10 +545,13 @@ impl SpansTable {
             // footers and page indexes are cached across queries (files never change)
             let runtime = state.runtime_env();
             let store = runtime.object_store(ObjectStoreUrl::local_filesystem())?;
-            let reader = CachedParquetFileReaderFactory::new(
-                store,
-                runtime.cache_manager.get_file_metadata_cache(),
-            );
+            let reader = Holding {
+                inner: CachedParquetFileReaderFactory::new(
+                    store,
+                    runtime.cache_manager.get_file_metadata_cache(),
+                ),
+                _files: Arc::clone(&snap.files),
+            };
             let parquet = &state.config_options().execution.parquet;
             let mut source = ParquetSource::new(Arc::clone(&self.schema))
                 .with_enable_page_index(true)

@@ -143,6 +143,19 @@ pub(crate) async fn matching_traces(
         .collect())
 }
 
+/// The traces of partition `p` of `snapshot` that match `filter` (retention's keep rules).
+pub async fn traces_matching_in_partition(
+    ctx: &SessionContext,
+    snapshot: &Snapshot,
+    p: PartitionKey,
+    filter: &Arc<crate::CompiledFilter>,
+) -> Result<HashSet<TraceId>> {
+    let table = Arc::new(SpansTable::new(Arc::new(Fixed(partition_snapshot(
+        snapshot, p,
+    )))));
+    matching_traces(ctx, &table, filter, None).await
+}
+
 /// Calls `f` with every partition that has data in `range`: its rollups when `fast` and
 /// they answer for it alone, else its scanned rows.
 pub(crate) async fn walk(

@@ -33,6 +33,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arrow::array::{Array, AsArray, FixedSizeBinaryArray, RecordBatch};
@@ -151,7 +152,8 @@ struct Chunk {
 
 /// Merges `inputs` (files of one partition under `root`) into new files, calling
 /// `create` for each output writer and `keep` for each trace (retention; all are kept
-/// by default). Returns the finished outputs; on error every output is removed.
+/// by default). Returns the finished outputs; on error, or when `cancel` is set
+/// ([`Error::Closed`]), every output is removed.
 pub fn merge(
     root: &Path,
     inputs: &[FileMeta],
@@ -159,6 +161,7 @@ pub fn merge(
     create: &mut dyn FnMut(usize) -> Result<Writer>,
     keep: &dyn Fn(&TraceId) -> bool,
     progress: &dyn Fn(u64),
+    cancel: &AtomicBool,
 ) -> Result<(Vec<FileMeta>, MergeStats)> {
     let mut done: Vec<FileMeta> = Vec::new();
     let mut current: Option<Writer> = None;
@@ -168,7 +171,13 @@ pub fn merge(
         options,
         create,
         keep,
-        progress,
+        &|rows| {
+            if cancel.load(Ordering::Acquire) {
+                return Err(Error::Closed);
+            }
+            progress(rows);
+            Ok(())
+        },
         &mut current,
         &mut done,
     );
@@ -193,7 +202,7 @@ fn merge_into(
     options: &CompactionOptions,
     create: &mut dyn FnMut(usize) -> Result<Writer>,
     keep: &dyn Fn(&TraceId) -> bool,
-    progress: &dyn Fn(u64),
+    progress: &dyn Fn(u64) -> Result<()>,
     current: &mut Option<Writer>,
     done: &mut Vec<FileMeta>,
 ) -> Result<MergeStats> {
@@ -281,14 +290,14 @@ fn merge_into(
         if chunk.rows.len() >= options.chunk_rows.max(1) {
             stats.output_rows +=
                 write_chunk(&mut chunk, &mut open, current, create, done, options)?;
-            progress(consumed);
+            progress(consumed)?;
         }
     }
     stats.output_rows += write_chunk(&mut chunk, &mut open, current, create, done, options)?;
     if let Some(w) = current.take() {
         done.push(w.finish()?);
     }
-    progress(consumed);
+    progress(consumed)?;
     Ok(stats)
 }
 

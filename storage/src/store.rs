@@ -150,6 +150,8 @@ struct Shared {
     /// Held by retention for its whole run, and by pin/unpin: a trace pinned while
     /// retention decides is never dropped.
     retention_lock: Mutex<()>,
+    /// Set by [`Store::cancel_maintenance`]: merges stop at their next chunk.
+    cancel: AtomicBool,
     /// The next data file id: flushes and compaction both take ids from it.
     next_file_id: AtomicU64,
     /// Files no manifest names any more, deleted once no snapshot holds them.
@@ -277,6 +279,7 @@ impl Store {
                 memtable_since: since,
                 blooms,
             })),
+            cancel: AtomicBool::new(false),
             next_file_id: AtomicU64::new(manifest.next_file_id),
             view: RwLock::new(View::new(manifest)),
             synced_seq: Mutex::new(next_seq - 1),
@@ -322,6 +325,7 @@ impl Store {
             options: StoreOptions::default(),
             read_only: true,
             write: None,
+            cancel: AtomicBool::new(false),
             next_file_id: AtomicU64::new(manifest.next_file_id),
             view: RwLock::new(View::new(manifest)),
             synced_seq: Mutex::new(0),
@@ -681,18 +685,31 @@ impl Store {
         progress: &dyn Fn(u64),
     ) -> Result<Option<CompactionReport>> {
         let _one = lock(&self.shared.maintenance_lock);
-        let files = self.partition_files(partition);
-        let refs: Vec<&FileMeta> = files.iter().collect();
-        if !wants_compaction(&refs, options) {
+        let inputs = self.compaction_inputs(partition, options);
+        if inputs.is_empty() {
             return Ok(None);
-        }
-        let mut inputs = files;
-        if inputs.len() > options.max_inputs.max(2) {
-            inputs.sort_by_key(|f| (f.bytes, f.id));
-            inputs.truncate(options.max_inputs.max(2));
         }
         self.rewrite(partition, &inputs, options, &|_| true, progress)
             .map(Some)
+    }
+
+    /// The files [`Store::compact_partition`] would merge now (none when the partition
+    /// has nothing to merge): all of them, or the `max_inputs` smallest.
+    pub fn compaction_inputs(
+        &self,
+        partition: PartitionKey,
+        options: &CompactionOptions,
+    ) -> Vec<FileMeta> {
+        let mut files = self.partition_files(partition);
+        let refs: Vec<&FileMeta> = files.iter().collect();
+        if !wants_compaction(&refs, options) {
+            return Vec::new();
+        }
+        if files.len() > options.max_inputs.max(2) {
+            files.sort_by_key(|f| (f.bytes, f.id));
+            files.truncate(options.max_inputs.max(2));
+        }
+        files
     }
 
     /// Rewrites every file of `partition` keeping only the traces `keep` accepts
@@ -737,7 +754,7 @@ impl Store {
                 operation: "compaction",
             });
         }
-        if s.closed.load(Ordering::Acquire) {
+        if s.closed.load(Ordering::Acquire) || s.cancel.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
         let expected = inputs.iter().map(|f| f.rows).sum::<u64>() as usize;
@@ -747,8 +764,15 @@ impl Store {
             crash_point("compact:create-output");
             datafile::Writer::create(&root, partition, id, expected, false)
         };
-        let (mut outputs, merge) =
-            compaction::merge(&s.root, inputs, options, &mut create, keep, progress)?;
+        let (mut outputs, merge) = compaction::merge(
+            &s.root,
+            inputs,
+            options,
+            &mut create,
+            keep,
+            progress,
+            &s.cancel,
+        )?;
         crash_point("compact:before-commit");
         let output_bytes = outputs.iter().map(|f| f.bytes).sum();
         let output_files = outputs.len();
@@ -874,6 +898,12 @@ impl Store {
             Ok(changed > 0)
         })?;
         Ok(changed)
+    }
+
+    /// Stops merges in progress at their next chunk (their outputs are removed, their
+    /// inputs stay) and refuses new ones: for closing.
+    pub fn cancel_maintenance(&self) {
+        self.shared.cancel.store(true, Ordering::Release);
     }
 
     /// Deletes retired files that no snapshot holds any more; returns how many.

@@ -3,7 +3,12 @@
 //!
 //! Its own test binary: a counting global allocator sees every allocation of the process.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stderr)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 // the counting allocator below is the only unsafe code: it forwards to the system one
 #![allow(unsafe_code)]
 
