@@ -4,6 +4,7 @@ mod demo;
 mod generate;
 mod graph;
 mod ingest;
+mod maintenance;
 mod percentiles;
 mod query;
 
@@ -60,7 +61,17 @@ enum Command {
     /// Manage groups: named filter expressions
     #[command(subcommand)]
     Group(query::GroupCommand),
-    /// Show what the store holds
+    /// Merge small files into large ones sorted by trace id (what the background
+    /// maintenance does once an hour is over)
+    Compact(maintenance::CompactArgs),
+    /// Drop expired data: partitions past --max-age or beyond --max-bytes, keeping
+    /// traces that match --keep rules and pinned traces
+    Retention(maintenance::RetentionArgs),
+    /// Pin traces: retention keeps them until they are unpinned
+    Pin(maintenance::PinArgs),
+    /// Unpin traces
+    Unpin(maintenance::PinArgs),
+    /// Show what the store holds: files and bytes per partition, the compaction backlog
     Stats {
         #[command(flatten)]
         store: StoreArgs,
@@ -147,6 +158,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Percentiles(args) => percentiles::run(args),
         Command::Graph(args) => graph::run_graph(args),
         Command::Timeseries(args) => graph::run_timeseries(args),
+        Command::Compact(args) => maintenance::run_compact(args),
+        Command::Retention(args) => maintenance::run_retention(args),
+        Command::Pin(args) => maintenance::run_pin(args, true),
+        Command::Unpin(args) => maintenance::run_pin(args, false),
         Command::Stats { store } => {
             let dir = store.dir.unwrap_or_else(default_dir);
             let engine = open_for_reading(&dir)?;
@@ -202,6 +217,8 @@ pub(crate) fn print_stats(engine: &Engine, json: bool) -> Result<()> {
             "wal_bytes": s.wal_bytes,
             "manifest_generation": s.manifest_generation,
             "last_seq": s.last_seq,
+            "partition_table": maintenance::partitions_json(engine),
+            "pins": engine.pins(),
         });
         writeln!(out, "{v}")?;
     } else {
@@ -231,6 +248,7 @@ pub(crate) fn print_stats(engine: &Engine, json: bool) -> Result<()> {
         )?;
         writeln!(out, "WAL             {}", human_bytes(s.wal_bytes))?;
         writeln!(out, "manifest        generation {}", s.manifest_generation)?;
+        maintenance::partitions_table(engine, &mut out)?;
     }
     Ok(())
 }

@@ -18,7 +18,8 @@ use tracelake_storage::{
 use crate::error::Error;
 use crate::group::{self, Group, Groups};
 use crate::maintenance::{
-    self, Clock, CompactionSummary, RetentionPolicy, RetentionReport, SystemClock, Wake,
+    self, Clock, CompactionSummary, PlannedMerge, RetentionPolicy, RetentionReport, SystemClock,
+    Wake,
 };
 use crate::percentiles::{Answered, PercentileQuery, Percentiles};
 use crate::result::QueryResult;
@@ -284,6 +285,11 @@ impl Engine {
     /// [`CompactionOptions::settle`] says): the same code the maintenance thread runs.
     pub fn compact(&self) -> Result<CompactionSummary, Error> {
         self.compact_with_progress(&|_, _| {})
+    }
+
+    /// What [`Engine::compact`] would merge first, per partition (a dry run).
+    pub fn compaction_plan(&self) -> Vec<PlannedMerge> {
+        maintenance::plan(&self.inner.store, &self.inner.compaction)
     }
 
     /// [`Engine::compact`], reporting `(rows merged, rows to merge)` as it goes.

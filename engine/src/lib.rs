@@ -43,7 +43,7 @@ pub use engine::{Engine, EngineOptions, Stats};
 pub use error::{Error, ErrorKind};
 pub use group::{Group, InsightsConfiguration};
 pub use maintenance::{
-    Clock, CompactionSummary, Expiry, KeepRule, PartitionRetention, RetentionPolicy,
+    Clock, CompactionSummary, Expiry, KeepRule, PartitionRetention, PlannedMerge, RetentionPolicy,
     RetentionReport, SystemClock, parse_duration,
 };
 pub use percentiles::{

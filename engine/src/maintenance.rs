@@ -172,6 +172,33 @@ pub struct CompactionSummary {
     pub elapsed: Duration,
 }
 
+/// A merge [`crate::Engine::compact`] would run first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedMerge {
+    pub partition: PartitionKey,
+    pub files: usize,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// The first merge of every partition that wants compacting.
+pub(crate) fn plan(store: &Store, options: &CompactionOptions) -> Vec<PlannedMerge> {
+    store
+        .compaction_due(options, i64::MAX)
+        .into_iter()
+        .map(|p| {
+            let inputs = store.compaction_inputs(p, options);
+            PlannedMerge {
+                partition: p,
+                files: inputs.len(),
+                rows: inputs.iter().map(|f| f.rows).sum(),
+                bytes: inputs.iter().map(|f| f.bytes).sum(),
+            }
+        })
+        .filter(|m| m.files > 0)
+        .collect()
+}
+
 pub(crate) fn now_ns(clock: &dyn Clock) -> i64 {
     match clock.now().duration_since(SystemTime::UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
