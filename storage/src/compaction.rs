@@ -354,6 +354,7 @@ fn write_chunk(
         }
         if let Some(w) = current.as_mut() {
             w.write(&batch)?;
+            crate::store::crash_point("compact:mid-output");
             if w.bytes() >= options.max_file_bytes
                 && let Some(w) = current.take()
             {
