@@ -1,6 +1,6 @@
 //! Benchmarks for Tracelake: criterion micro-benchmarks in `benches/` (`parse`, `index`:
 //! sidecar build and probes, `filter`: filter expressions over a store), and the
-//! end-to-end harness `tracelake-harness` (`src/bin/harness.rs`, run by
+//! end-to-end harness `tracelake-harness` (`src/bin/harness/main.rs`, run by
 //! `scripts/bench.sh`) that measures the targets of BENCHMARKS.md against DuckDB and
 //! plain DataFusion on the same files. Results: `RESULTS.md`.
 

@@ -238,6 +238,8 @@ pub(crate) fn run(args: IngestArgs) -> Result<()> {
     let sources = expand(&args.paths)?;
     let mut options = EngineOptions {
         durability: args.durability,
+        // a bulk load: compaction afterwards (`tracelake compact`), not beside it
+        maintenance_interval: None,
         ..Default::default()
     };
     if let Some(n) = args.flush_rows {

@@ -116,8 +116,9 @@ impl Input {
             .and_then(|c| c.as_fixed_size_binary_opt())
     }
 
-    fn head(&self) -> Option<&[u8]> {
-        self.traces().map(|t| t.value(self.row))
+    /// The trace id of the next row, as a number ordered like the id's bytes.
+    fn head(&self) -> Option<u128> {
+        self.traces().map(|t| key(t.value(self.row)))
     }
 
     /// Moves to the next batch when this one is used up.
@@ -214,7 +215,12 @@ fn merge_into(
     };
     // inputs in the order of their first trace; opened when the merge reaches it
     let mut order: Vec<usize> = (0..inputs.len()).filter(|&i| inputs[i].rows > 0).collect();
-    order.sort_by(|&a, &b| inputs[a].min_trace_id.cmp(&inputs[b].min_trace_id));
+    // first trace ids as numbers (hex of the 16 bytes: ordered like the bytes)
+    let first: Vec<u128> = inputs
+        .iter()
+        .map(|f| u128::from_str_radix(&f.min_trace_id, 16).unwrap_or(0))
+        .collect();
+    order.sort_by_key(|&i| first[i]);
     let mut pending = order.into_iter().peekable();
     let mut open: Vec<(usize, Input)> = Vec::new();
     let mut chunk = Chunk::default();
@@ -223,9 +229,9 @@ fn merge_into(
     loop {
         // open every input whose first trace is at or before the smallest open head
         loop {
-            let smallest = open.iter().filter_map(|(_, i)| i.head()).min().map(hex);
+            let smallest = open.iter().filter_map(|(_, i)| i.head()).min();
             let due = match (pending.peek(), smallest) {
-                (Some(&i), Some(h)) => inputs[i].min_trace_id <= h,
+                (Some(&i), Some(h)) => first[i] <= h,
                 (Some(_), None) => true,
                 (None, _) => false,
             };
@@ -239,19 +245,14 @@ fn merge_into(
                 open.push((i, input));
             }
         }
-        let Some(trace) = open
-            .iter()
-            .filter_map(|(_, i)| i.head())
-            .min()
-            .map(<[u8]>::to_vec)
-        else {
+        let Some(trace) = open.iter().filter_map(|(_, i)| i.head()).min() else {
             break;
         };
         // every row of the trace, from each input holding it
         group.clear();
         for (k, (fi, input)) in open.iter_mut().enumerate() {
             let path = root.join(&inputs[*fi].path);
-            while input.head() == Some(trace.as_slice()) {
+            while input.head() == Some(trace) {
                 let Some(b) = input.batch.clone() else { break };
                 let slot = *input.slot.get_or_insert_with(|| {
                     chunk.batches.push(b.clone());
@@ -259,7 +260,7 @@ fn merge_into(
                 });
                 let cols = KeyCols::of(&b)?;
                 let n = b.num_rows();
-                while input.row < n && cols.trace.value(input.row) == trace.as_slice() {
+                while input.row < n && key(cols.trace.value(input.row)) == trace {
                     let r = input.row;
                     group.push(GroupRow {
                         input: k,
@@ -277,7 +278,7 @@ fn merge_into(
             }
         }
         consumed += group.len() as u64;
-        let id = TraceId::from_slice(&trace).unwrap_or_default();
+        let id = TraceId::from_slice(&trace.to_be_bytes()).unwrap_or_default();
         if !keep(&id) {
             stats.dropped_rows += group.len() as u64;
         } else {
@@ -371,8 +372,12 @@ fn write_chunk(
     Ok(n)
 }
 
-fn hex(t: &[u8]) -> String {
-    t.iter().map(|b| format!("{b:02x}")).collect()
+/// A trace id's 16 bytes as a number with the same order.
+fn key(t: &[u8]) -> u128 {
+    let mut b = [0u8; 16];
+    let n = t.len().min(16);
+    b[..n].copy_from_slice(&t[..n]);
+    u128::from_be_bytes(b)
 }
 
 fn open_input(root: &Path, meta: &FileMeta) -> Result<Input> {

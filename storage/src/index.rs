@@ -131,6 +131,9 @@ pub fn value_hash(bytes: &[u8]) -> u64 {
 }
 
 type TermKey = (u8, Vec<u8>, Vec<u8>);
+/// The hasher of the builder's maps: fast, seeded per process (a crafted flood of
+/// colliding values would only slow one build).
+type Fast = foldhash::fast::RandomState;
 type ListKey = (u8, u8, Vec<u8>);
 
 /// Builds the sidecar of a sorted data file's rows.
@@ -147,8 +150,8 @@ pub fn build(sorted: &RecordBatch) -> Result<Vec<u8>> {
 #[derive(Debug, Default)]
 pub struct IndexBuilder {
     rows: usize,
-    terms: HashMap<TermKey, RoaringBitmap>,
-    numbers: HashMap<Vec<u8>, Vec<(u64, u32)>>,
+    terms: HashMap<TermKey, RoaringBitmap, Fast>,
+    numbers: HashMap<Vec<u8>, Vec<(u64, u32)>, Fast>,
     runs: Vec<([u8; 16], u32, u32)>,
 }
 
@@ -174,10 +177,10 @@ impl IndexBuilder {
         }
         // Terms are collected with keys borrowed from the batch (no allocation per row):
         // (column, key, value tag, value); the tag is 0 or AnnValue's type byte.
-        type Found<'k> = HashMap<(u8, &'k [u8], u8, &'k [u8]), RoaringBitmap>;
-        let mut found: Found<'b> = HashMap::new();
-        let mut statuses: HashMap<i32, RoaringBitmap> = HashMap::new();
-        let mut numbers: HashMap<&[u8], Vec<(u64, u32)>> = HashMap::new();
+        type Found<'k> = HashMap<(u8, &'k [u8], u8, &'k [u8]), RoaringBitmap, Fast>;
+        let mut found: Found<'b> = HashMap::default();
+        let mut statuses: HashMap<i32, RoaringBitmap, Fast> = HashMap::default();
+        let mut numbers: HashMap<&[u8], Vec<(u64, u32)>, Fast> = HashMap::default();
         let mut add = |c: Column, key: &'b [u8], tag: u8, value: &'b [u8], row: usize| {
             found
                 .entry((c as u8, key, tag, value))
@@ -192,17 +195,24 @@ impl IndexBuilder {
                 .and_then(|c| c.as_string_opt::<i32>())
                 .ok_or_else(|| bad(name))
         };
+        // one map per plain column, keyed by the value alone (the hot loop of flushes
+        // and compaction: one short comparison per row and column)
+        let mut plain: Vec<(Column, HashMap<&'b [u8], RoaringBitmap, Fast>)> = Vec::new();
         for (c, name) in [
             (Column::Name, col::NAME),
             (Column::Origin, col::ORIGIN),
             (Column::User, col::USER),
         ] {
             let a = text(name)?;
+            let mut m: HashMap<&'b [u8], RoaringBitmap, Fast> = HashMap::default();
             for r in 0..n {
                 if !a.is_null(r) {
-                    add(c, b"", 0, a.value(r).as_bytes(), r);
+                    m.entry(a.value(r).as_bytes())
+                        .or_default()
+                        .insert((base + r) as u32);
                 }
             }
+            plain.push((c, m));
         }
         let status = sorted
             .column_by_name(col::HTTP_STATUS)
@@ -216,6 +226,7 @@ impl IndexBuilder {
                     .insert((base + r) as u32);
             }
         }
+        let mut flags: Vec<(Column, RoaringBitmap)> = Vec::new();
         for (c, name) in [
             (Column::Error, col::ERROR),
             (Column::Fault, col::FAULT),
@@ -225,11 +236,11 @@ impl IndexBuilder {
                 .column_by_name(name)
                 .and_then(|c| c.as_boolean_opt())
                 .ok_or_else(|| bad(name))?;
-            for r in 0..n {
-                if !a.is_null(r) && a.value(r) {
-                    add(c, b"", 0, b"", r);
-                }
-            }
+            let rows = (0..n)
+                .filter(|&r| !a.is_null(r) && a.value(r))
+                .map(|r| (base + r) as u32);
+            let bm = RoaringBitmap::from_sorted_iter(rows).map_err(|e| bad(&e.to_string()))?;
+            flags.push((c, bm));
         }
         {
             let list = sorted
@@ -269,6 +280,22 @@ impl IndexBuilder {
         }
 
         // into the owned tables (an allocation per distinct term and piece, not per row)
+        for (c, m) in plain {
+            for (value, bm) in m {
+                *self
+                    .terms
+                    .entry((c as u8, Vec::new(), value.to_vec()))
+                    .or_default() |= bm;
+            }
+        }
+        for (c, bm) in flags {
+            if !bm.is_empty() {
+                *self
+                    .terms
+                    .entry((c as u8, Vec::new(), Vec::new()))
+                    .or_default() |= bm;
+            }
+        }
         for ((c, key, tag, value), bm) in found {
             let mut v = Vec::with_capacity(value.len() + 1);
             if tag != 0 {

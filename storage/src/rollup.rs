@@ -397,7 +397,7 @@ pub fn build(sorted: &RecordBatch) -> Result<RecordBatch> {
 /// row, never the spans.
 #[derive(Debug, Default)]
 pub struct RollupBuilder {
-    acc: HashMap<Key<'static>, Stats>,
+    acc: HashMap<Key<'static>, Stats, foldhash::fast::RandomState>,
 }
 
 impl Node<'_> {
@@ -416,7 +416,7 @@ impl RollupBuilder {
     /// Adds the contributions of `sorted`'s traces (no trace may continue in another
     /// piece).
     pub fn append(&mut self, sorted: &RecordBatch) -> Result<()> {
-        let mut local: HashMap<Key<'_>, Stats> = HashMap::new();
+        let mut local: HashMap<Key<'_>, Stats, foldhash::fast::RandomState> = HashMap::default();
         visit(sorted, |x| {
             local
                 .entry(Key {
@@ -509,7 +509,7 @@ fn visit_trace<'a>(
     }
 }
 
-fn finish(acc: HashMap<Key<'_>, Stats>) -> Result<RecordBatch> {
+fn finish<S>(acc: HashMap<Key<'_>, Stats, S>) -> Result<RecordBatch> {
     let mut rows: Vec<(Key<'_>, Stats)> = acc.into_iter().collect();
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     let n = rows.len();

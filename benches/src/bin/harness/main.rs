@@ -31,6 +31,8 @@ use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use tracelake::{Durability, Engine, EngineOptions, GroupBy, Mode, PercentileQuery, TraceQuery};
 use tracelake_storage::TraceId;
 
+mod maintenance;
+
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 /// Documents per generated chunk: the JSON of the full size (~90 GB) is never on disk
@@ -216,6 +218,20 @@ fn run(args: &Args) -> Result<()> {
     }
     if args.wants("T6") {
         lines.extend(m.t6()?);
+    }
+    if args.wants("T9") {
+        let ids: Vec<TraceId> = ids.to_vec();
+        lines.extend(maintenance::t9(
+            &args.work,
+            &store,
+            &args.tracelake,
+            &ids,
+            rate / 2.0,
+            args.runs,
+        )?);
+    }
+    if args.wants("T7") || args.wants("T8") {
+        lines.extend(maintenance::t7_t8(&args.work, &store, ingest.docs)?);
     }
 
     println!();
@@ -736,6 +752,8 @@ fn ack_latency(args: &Args, rate: f64) -> Result<(f64, f64)> {
         &dir,
         EngineOptions {
             durability: Durability::Sync,
+            // acknowledgements alone (T9 measures queries beside compaction)
+            maintenance_interval: None,
             ..Default::default()
         },
     )?;
