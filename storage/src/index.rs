@@ -197,14 +197,15 @@ impl IndexBuilder {
         };
         // one map per plain column, keyed by the value alone (the hot loop of flushes
         // and compaction: one short comparison per row and column)
-        let mut plain: Vec<(Column, HashMap<&'b [u8], RoaringBitmap, Fast>)> = Vec::new();
+        type Values<'k> = HashMap<&'k [u8], RoaringBitmap, Fast>;
+        let mut plain: Vec<(Column, Values<'b>)> = Vec::new();
         for (c, name) in [
             (Column::Name, col::NAME),
             (Column::Origin, col::ORIGIN),
             (Column::User, col::USER),
         ] {
             let a = text(name)?;
-            let mut m: HashMap<&'b [u8], RoaringBitmap, Fast> = HashMap::default();
+            let mut m: Values<'b> = HashMap::default();
             for r in 0..n {
                 if !a.is_null(r) {
                     m.entry(a.value(r).as_bytes())
