@@ -191,7 +191,7 @@ pub(crate) fn run_retention(args: RetentionArgs) -> Result<()> {
     let action = |p: &tracelake::PartitionRetention| {
         if p.kept_traces == 0 {
             "drop"
-        } else if p.kept_traces == p.traces {
+        } else if Some(p.kept_traces) == p.traces {
             "keep all"
         } else {
             "keep matching"
@@ -232,7 +232,7 @@ pub(crate) fn run_retention(args: RetentionArgs) -> Result<()> {
             action(p),
             p.files,
             human_bytes(p.bytes),
-            p.traces,
+            p.traces.map_or_else(|| "-".to_owned(), |t| t.to_string()),
             p.kept_traces
         )?;
     }

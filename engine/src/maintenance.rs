@@ -119,8 +119,9 @@ pub struct PartitionRetention {
     pub files: usize,
     pub bytes: u64,
     pub rows: u64,
-    /// Traces in the partition.
-    pub traces: usize,
+    /// Traces in the partition; `None` when not counted (dropped whole: no keep rule
+    /// covers it and it holds no pinned trace).
+    pub traces: Option<usize>,
     /// Traces kept (by keep rules or pins); 0: the partition is dropped.
     pub kept_traces: usize,
     /// Rows removed (all of them when dropped).
@@ -307,16 +308,32 @@ pub(crate) fn retention(
     let mut to_drop = Vec::new();
     for (p, expiry) in expired {
         let end = p.partition.start_ns().saturating_add(HOUR_NS);
-        let traces = partition_traces(&snapshot, p.partition);
-        let mut keep: HashSet<TraceId> = pins
+        let rules: Vec<&KeepRule> = policy
+            .keep
             .iter()
-            .filter(|t| traces.contains(t))
-            .copied()
+            .filter(|r| end.saturating_add(nanos(r.keep_for)) > now_ns)
             .collect();
-        for rule in &policy.keep {
-            if end.saturating_add(nanos(rule.keep_for)) > now_ns {
-                keep.extend(matching(p.partition, &rule.filter)?);
-            }
+        let pinned = pins_in_partition(&snapshot, p.partition, &pins);
+        if rules.is_empty() && pinned.is_empty() {
+            // nothing can be kept: dropped without reading anything (O(files))
+            report.partitions.push(PartitionRetention {
+                partition: p.partition,
+                expiry,
+                files: p.files,
+                bytes: p.bytes,
+                rows: p.rows,
+                traces: None,
+                kept_traces: 0,
+                removed_rows: p.rows,
+                bytes_after: 0,
+            });
+            to_drop.push(p.partition);
+            continue;
+        }
+        let traces = partition_traces(&snapshot, p.partition);
+        let mut keep: HashSet<TraceId> = pinned.into_iter().collect();
+        for rule in rules {
+            keep.extend(matching(p.partition, &rule.filter)?);
         }
         keep.retain(|t| traces.contains(t));
         let mut entry = PartitionRetention {
@@ -325,7 +342,7 @@ pub(crate) fn retention(
             files: p.files,
             bytes: p.bytes,
             rows: p.rows,
-            traces: traces.len(),
+            traces: Some(traces.len()),
             kept_traces: keep.len(),
             removed_rows: p.rows,
             bytes_after: 0,
@@ -352,6 +369,25 @@ pub(crate) fn retention(
     }
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// The pinned traces a partition holds (all of them when a sidecar cannot tell).
+fn pins_in_partition(
+    s: &tracelake_storage::Snapshot,
+    p: PartitionKey,
+    pins: &[TraceId],
+) -> Vec<TraceId> {
+    if pins.is_empty() {
+        return Vec::new();
+    }
+    let mut out = HashSet::new();
+    for f in s.files.iter().filter(|f| f.partition == p) {
+        match tracelake_storage::index::Index::open(&s.root.join(&f.path), f.rows) {
+            Ok(i) => out.extend(pins.iter().filter(|t| i.trace_rows(t).is_some())),
+            Err(_) => return pins.to_vec(),
+        }
+    }
+    out.into_iter().collect()
 }
 
 /// The traces of a partition's files, from their sidecars (or their trace ids).

@@ -230,9 +230,13 @@ fn run(args: &Args) -> Result<()> {
             args.runs,
         )?);
     }
-    if args.wants("T7") || args.wants("T8") {
-        lines.extend(maintenance::t7_t8(&args.work, &store, ingest.docs)?);
-    }
+    lines.extend(maintenance::t7_t8(
+        &args.work,
+        &store,
+        ingest.docs,
+        args.wants("T7"),
+        args.wants("T8"),
+    )?);
 
     println!();
     println!(
