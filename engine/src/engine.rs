@@ -123,9 +123,14 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.stop_maintenance();
-        // Dropping a runtime blocks; that panics inside a caller's async context.
+        // Waiting for the runtime's threads to end blocks, which panics inside a caller's
+        // async context: there, let them end on their own.
         if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
+            if tokio::runtime::Handle::try_current().is_ok() {
+                rt.shutdown_background();
+            } else {
+                rt.shutdown_timeout(Duration::from_secs(10));
+            }
         }
     }
 }

@@ -1,0 +1,137 @@
+/* Smoke test of the C ABI: open, ingest the SDK corpus, query, walk the stream,
+ * error paths, close. Usage: smoke STORE_DIR CORPUS_FILE */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tracelake.h"
+
+#define CHECK(cond, ...)                        \
+  do {                                          \
+    if (!(cond)) {                              \
+      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+      fprintf(stderr, __VA_ARGS__);             \
+      fprintf(stderr, " (last error: %s)\n", tl_last_error()); \
+      exit(1);                                  \
+    }                                           \
+  } while (0)
+
+static char *read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *buf = malloc((size_t)n + 1);
+  if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
+    fclose(f);
+    free(buf);
+    return NULL;
+  }
+  fclose(f);
+  *len = (size_t)n;
+  return buf;
+}
+
+/* Runs a query whose first column is an int64 and returns its first value. */
+static int64_t scalar(tl_engine *e, const char *sql) {
+  struct ArrowArrayStream stream;
+  memset(&stream, 0, sizeof stream);
+  CHECK(tl_sql(e, sql, &stream) == TL_OK, "tl_sql %s", sql);
+  struct ArrowSchema schema;
+  CHECK(stream.get_schema(&stream, &schema) == 0, "get_schema");
+  CHECK(schema.n_children == 1, "one column, got %lld", (long long)schema.n_children);
+  CHECK(strcmp(schema.children[0]->format, "l") == 0, "int64 column, got %s",
+        schema.children[0]->format);
+  schema.release(&schema);
+  int64_t value = -1;
+  int batches = 0;
+  for (;;) {
+    struct ArrowArray array;
+    CHECK(stream.get_next(&stream, &array) == 0, "get_next");
+    if (array.release == NULL) break; /* end of stream */
+    if (array.length > 0 && value < 0) {
+      const int64_t *values = (const int64_t *)array.children[0]->buffers[1];
+      value = values[array.children[0]->offset];
+    }
+    batches++;
+    array.release(&array);
+  }
+  stream.release(&stream);
+  CHECK(batches >= 1, "at least one batch");
+  return value;
+}
+
+int main(int argc, char **argv) {
+  CHECK(argc == 3, "usage: smoke STORE_DIR CORPUS_FILE");
+  CHECK(tl_abi_version() == TL_ABI_VERSION, "ABI version");
+  CHECK(strlen(tl_version()) > 0, "version");
+
+  /* error paths: bad option, NULL arguments, NULL close */
+  tl_engine *e = NULL;
+  const char *bad_keys[] = {"no_such_option"};
+  const char *bad_values[] = {"1"};
+  CHECK(tl_engine_open(argv[1], bad_keys, bad_values, 1, &e) == TL_INVALID_ARGUMENT,
+        "unknown option refused");
+  CHECK(strstr(tl_last_error(), "no_such_option") != NULL, "the error names the option");
+  CHECK(e == NULL, "no handle on failure");
+  CHECK(tl_engine_open(NULL, NULL, NULL, 0, &e) == TL_INVALID_ARGUMENT, "NULL dir");
+  CHECK(tl_engine_close(NULL) == TL_OK, "closing NULL is a no-op");
+  CHECK(tl_sql(NULL, "SELECT 1", NULL) == TL_INVALID_ARGUMENT, "NULL engine");
+
+  const char *keys[] = {"durability", "maintenance_interval_ms"};
+  const char *values[] = {"sync", "0"};
+  CHECK(tl_engine_open(argv[1], keys, values, 2, &e) == TL_OK, "open");
+  CHECK(e != NULL, "handle");
+
+  size_t len = 0;
+  char *corpus = read_file(argv[2], &len);
+  CHECK(corpus != NULL, "read %s", argv[2]);
+  tl_ingest_report *report = NULL;
+  CHECK(tl_ingest(e, (const uint8_t *)corpus, len, &report) == TL_OK, "ingest");
+  size_t accepted = tl_ingest_report_accepted(report);
+  CHECK(accepted > 1000, "accepted %zu", accepted);
+  CHECK(tl_ingest_report_rejected(report) == 0, "no rejection");
+  tl_ingest_report_free(report);
+  free(corpus);
+
+  /* a bad document among good ones: reported, the rest stored */
+  const char *mixed =
+      "{\"trace_id\":\"1-5f5e1000-000000000000000000000001\",\"id\":\"0000000000000001\","
+      "\"name\":\"c\",\"start_time\":1600000000,\"end_time\":1600000001}\n"
+      "{\"trace_id\":\"nope\",\"id\":\"0000000000000002\",\"name\":\"c\","
+      "\"start_time\":1600000000,\"end_time\":1600000001}\n";
+  CHECK(tl_ingest(e, (const uint8_t *)mixed, strlen(mixed), &report) == TL_OK, "ingest mixed");
+  CHECK(tl_ingest_report_accepted(report) == 1, "one accepted");
+  CHECK(tl_ingest_report_rejected(report) == 1, "one rejected");
+  size_t index = 99;
+  const char *code = NULL, *message = NULL;
+  CHECK(tl_ingest_report_rejection(report, 0, &index, NULL, &code, &message) == TL_OK,
+        "rejection");
+  CHECK(index == 1 && code != NULL && message != NULL && strlen(message) > 0,
+        "rejection %zu %s", index, code ? code : "(null)");
+  CHECK(tl_ingest_report_rejection(report, 5, NULL, NULL, NULL, NULL) == TL_INVALID_ARGUMENT,
+        "out of range");
+  tl_ingest_report_free(report);
+
+  int64_t rows = scalar(e, "SELECT count(*) AS n FROM spans");
+  CHECK(rows > (int64_t)accepted, "rows %lld", (long long)rows);
+  int64_t traces = scalar(e, "SELECT count(DISTINCT trace_id) AS n FROM spans");
+  CHECK(traces > 0 && traces < rows, "traces %lld", (long long)traces);
+  printf("rows %lld traces %lld\n", (long long)rows, (long long)traces);
+
+  /* a bad query: an error with a message, the stream untouched */
+  struct ArrowArrayStream stream;
+  memset(&stream, 0, sizeof stream);
+  CHECK(tl_sql(e, "SELEC nonsense", &stream) == TL_INVALID_ARGUMENT, "bad SQL refused");
+  CHECK(strlen(tl_last_error()) > 0, "a message");
+  CHECK(stream.release == NULL, "no stream on failure");
+
+  size_t merges = 0, dropped = 0;
+  CHECK(tl_compact(e, &merges) == TL_OK, "compact");
+  CHECK(tl_apply_retention(e, 1, &dropped) == TL_OK, "retention dry run");
+  CHECK(scalar(e, "SELECT count(*) AS n FROM spans") == rows, "same rows after compaction");
+  CHECK(tl_engine_close(e) == TL_OK, "close");
+  printf("ok\n");
+  return 0;
+}
