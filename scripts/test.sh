@@ -14,3 +14,6 @@ source scripts/python-env.sh
 bin="$target_dir/debug/tracelake"
 test -x "$bin" || { echo "missing $bin"; exit 1; }
 "$venv/bin/python" scripts/python/test_open_parquet.py "$bin"
+# The C ABI from Python: ctypes + pyarrow against the library `cargo test` built.
+shared="${TRACELAKE_SHARED:-$PWD/../shared}"
+"$venv/bin/python" scripts/python/test_ctypes.py "$target_dir/debug/libtracelake_c.so" "$bin" "$shared"

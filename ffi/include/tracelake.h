@@ -231,6 +231,25 @@ void tl_ingest_report_free(tl_ingest_report *r);
 tl_status tl_sql(const tl_engine *e, const char *query, struct ArrowArrayStream *out);
 
 /**
+ * Finds traces (GetTraceSummaries): those matching the X-Ray filter expression `filter`
+ * (NULL or "": every trace) whose trace id time lies in `[start, end)` (epoch seconds;
+ * NaN for both: all time), newest first, at most `limit` (0: 100). The stream has one
+ * row per trace: `id`, `start_time`, `duration`, `response_time` (seconds; null while
+ * in progress), `has_fault`, `has_error`, `has_throttle`, `is_partial`, and `summary`,
+ * the X-Ray `TraceSummary` object as JSON text.
+ *
+ * # Safety
+ * `e` is a live handle; `filter` is NULL or a NUL-terminated string; `out` points to a
+ * caller-allocated `struct ArrowArrayStream`.
+ */
+tl_status tl_trace_summaries(const tl_engine *e,
+                             const char *filter,
+                             double start,
+                             double end,
+                             size_t limit,
+                             struct ArrowArrayStream *out);
+
+/**
  * Compacts every partition that wants it, now. `*merges` (may be NULL) gets the number
  * of merges run.
  *

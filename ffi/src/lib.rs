@@ -27,7 +27,9 @@ use arrow::array::{RecordBatch, RecordBatchReader};
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::ffi_stream::FFI_ArrowArrayStream;
-use tracelake::{Durability, Engine, EngineOptions, Error, ErrorKind, RetentionPolicy};
+use tracelake::{
+    Durability, Engine, EngineOptions, Error, ErrorKind, RangeType, RetentionPolicy, TraceQuery,
+};
 
 /// A status code. `TL_OK` is 0; the others say what went wrong (see [`tl_last_error`]).
 pub type tl_status = i32;
@@ -490,6 +492,105 @@ pub unsafe extern "C" fn tl_sql(
         // SAFETY: per the contract.
         unsafe { write_stream(out, r.schema, r.batches) }
     })
+}
+
+/// Finds traces (GetTraceSummaries): those matching the X-Ray filter expression `filter`
+/// (NULL or "": every trace) whose trace id time lies in `[start, end)` (epoch seconds;
+/// NaN for both: all time), newest first, at most `limit` (0: 100). The stream has one
+/// row per trace: `id`, `start_time`, `duration`, `response_time` (seconds; null while
+/// in progress), `has_fault`, `has_error`, `has_throttle`, `is_partial`, and `summary`,
+/// the X-Ray `TraceSummary` object as JSON text.
+///
+/// # Safety
+/// `e` is a live handle; `filter` is NULL or a NUL-terminated string; `out` points to a
+/// caller-allocated `struct ArrowArrayStream`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tl_trace_summaries(
+    e: *const tl_engine,
+    filter: *const c_char,
+    start: f64,
+    end: f64,
+    limit: usize,
+    out: *mut FFI_ArrowArrayStream,
+) -> tl_status {
+    entry(|| {
+        // SAFETY: per the contract.
+        let engine = unsafe { engine(e) }?;
+        let filter = if filter.is_null() {
+            None
+        } else {
+            // SAFETY: per the contract.
+            Some(unsafe { text(filter, "filter") }?.to_owned())
+        };
+        let range = match (start.is_nan(), end.is_nan()) {
+            (true, true) => None,
+            (false, false) => Some((start, end, RangeType::TraceId)),
+            _ => {
+                return Err(invalid(
+                    "start and end must both be NaN (all time) or both be set",
+                ));
+            }
+        };
+        let page = engine.trace_summaries(&TraceQuery {
+            filter: filter.filter(|f| !f.trim().is_empty()),
+            range,
+            limit: if limit == 0 { 100 } else { limit },
+            ..TraceQuery::default()
+        })?;
+        let (schema, batch) = summaries_batch(&page.trace_summaries)?;
+        // SAFETY: per the contract.
+        unsafe { write_stream(out, schema, vec![batch]) }
+    })
+}
+
+fn summaries_batch(rows: &[tracelake::TraceSummary]) -> Result<(SchemaRef, RecordBatch), Fail> {
+    use arrow::array::{ArrayRef, BooleanArray, Float64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    let secs = |ns: i64| ns as f64 / 1e9;
+    let schema = std::sync::Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("start_time", DataType::Float64, false),
+        Field::new("duration", DataType::Float64, true),
+        Field::new("response_time", DataType::Float64, true),
+        Field::new("has_fault", DataType::Boolean, false),
+        Field::new("has_error", DataType::Boolean, false),
+        Field::new("has_throttle", DataType::Boolean, false),
+        Field::new("is_partial", DataType::Boolean, false),
+        Field::new("summary", DataType::Utf8, false),
+    ]));
+    let json: Vec<String> = rows
+        .iter()
+        .map(|r| serde_json::to_string(r).map_err(|e| Fail(TL_INTERNAL, e.to_string())))
+        .collect::<Result<_, _>>()?;
+    let flag = |f: fn(&tracelake::TraceSummary) -> bool| {
+        std::sync::Arc::new(rows.iter().map(|r| Some(f(r))).collect::<BooleanArray>()) as ArrayRef
+    };
+    let columns: Vec<ArrayRef> = vec![
+        std::sync::Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.id.as_str()),
+        )),
+        std::sync::Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|r| secs(r.start_time)),
+        )),
+        std::sync::Arc::new(
+            rows.iter()
+                .map(|r| r.duration.map(secs))
+                .collect::<Float64Array>(),
+        ),
+        std::sync::Arc::new(
+            rows.iter()
+                .map(|r| r.response_time.map(secs))
+                .collect::<Float64Array>(),
+        ),
+        flag(|r| r.has_fault),
+        flag(|r| r.has_error),
+        flag(|r| r.has_throttle),
+        flag(|r| r.is_partial),
+        std::sync::Arc::new(StringArray::from_iter_values(json.iter())),
+    ];
+    let batch = RecordBatch::try_new(SchemaRef::clone(&schema), columns)
+        .map_err(|e| Fail(TL_INTERNAL, e.to_string()))?;
+    Ok((schema, batch))
 }
 
 /// Compacts every partition that wants it, now. `*merges` (may be NULL) gets the number

@@ -1,5 +1,6 @@
 /* Smoke test of the C ABI: open, ingest the SDK corpus, query, walk the stream,
  * error paths, close. Usage: smoke STORE_DIR CORPUS_FILE */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,6 +120,28 @@ int main(int argc, char **argv) {
   int64_t traces = scalar(e, "SELECT count(DISTINCT trace_id) AS n FROM spans");
   CHECK(traces > 0 && traces < rows, "traces %lld", (long long)traces);
   printf("rows %lld traces %lld\n", (long long)rows, (long long)traces);
+
+  /* trace summaries of faulty traces: one row each, has_fault true */
+  struct ArrowArrayStream sums;
+  memset(&sums, 0, sizeof sums);
+  CHECK(tl_trace_summaries(e, "fault", NAN, NAN, 1000, &sums) == TL_OK, "summaries");
+  struct ArrowSchema sschema;
+  CHECK(sums.get_schema(&sums, &sschema) == 0, "summaries schema");
+  CHECK(sschema.n_children == 9 && strcmp(sschema.children[0]->name, "id") == 0,
+        "summaries columns");
+  sschema.release(&sschema);
+  int64_t faulty = 0;
+  for (;;) {
+    struct ArrowArray array;
+    CHECK(sums.get_next(&sums, &array) == 0, "summaries get_next");
+    if (array.release == NULL) break;
+    faulty += array.length;
+    array.release(&array);
+  }
+  sums.release(&sums);
+  CHECK(faulty > 0 && faulty < traces, "faulty traces %lld", (long long)faulty);
+  CHECK(tl_trace_summaries(e, "fault", 1.0, NAN, 0, &sums) == TL_INVALID_ARGUMENT,
+        "half a range refused");
 
   /* a bad query: an error with a message, the stream untouched */
   struct ArrowArrayStream stream;
