@@ -18,7 +18,7 @@ mod parser;
 
 pub use ast::{Expr, ExprKind, Pred, Span};
 pub use error::ParseError;
-pub use parser::{FilterLimits, parse, parse_with};
+pub use parser::{FilterLimits, MAX_DEPTH, parse, parse_with};
 
 /// The tree without spans, for comparing parses in tests.
 #[cfg(test)]

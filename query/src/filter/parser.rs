@@ -8,7 +8,35 @@ use super::lexer::{Tok, Token, lex};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FilterLimits {
     pub max_length: usize,
+    /// Deepest nesting of parentheses, negations and braces; at most [`MAX_DEPTH`]
+    /// whatever is set here (parsing, lowering and evaluation recurse on it).
     pub max_depth: usize,
+}
+
+/// Runs a step of the recursive descent on a fresh stack segment when little of the
+/// current one is left (test threads have 2 MiB, debug frames are large).
+fn grow<T>(f: impl FnOnce() -> T) -> T {
+    stacker::maybe_grow(128 * 1024, 4 << 20, f)
+}
+
+/// The nesting the parser accepts at most, whatever [`FilterLimits::max_depth`] says:
+/// deeper expressions would overflow the stack of the threads that walk them.
+pub const MAX_DEPTH: usize = 256;
+
+#[cfg(test)]
+mod depth_tests {
+    #[test]
+    fn nesting_is_capped_whatever_the_limit_says() {
+        let limits = super::FilterLimits {
+            max_length: 1 << 24,
+            max_depth: usize::MAX,
+        };
+        let deep = format!("{}fault{}", "(".repeat(100_000), ")".repeat(100_000));
+        let err = super::parse_with(&deep, limits).unwrap_err();
+        assert!(err.to_string().contains("256"), "{err}");
+        let ok = format!("{}fault{}", "(".repeat(200), ")".repeat(200));
+        assert!(super::parse_with(&ok, limits).is_ok());
+    }
 }
 
 impl Default for FilterLimits {
@@ -207,14 +235,12 @@ impl Parser<'_> {
 
     fn enter(&mut self, span: Span) -> Result<(), ParseError> {
         self.depth += 1;
-        if self.depth > self.limits.max_depth {
+        let limit = self.limits.max_depth.min(MAX_DEPTH);
+        if self.depth > limit {
             return Err(ParseError::new(
                 self.text,
                 span,
-                format!(
-                    "the expression is nested deeper than the limit of {}",
-                    self.limits.max_depth
-                ),
+                format!("the expression is nested deeper than the limit of {limit}"),
             ));
         }
         Ok(())
@@ -281,7 +307,7 @@ impl Parser<'_> {
             tok if is_not(tok) => {
                 self.next();
                 self.enter(t.span)?;
-                let inner = self.unary(scope)?;
+                let inner = grow(|| self.unary(scope))?;
                 self.depth -= 1;
                 let span = t.span.to(inner.span);
                 Ok(Expr {
@@ -292,7 +318,7 @@ impl Parser<'_> {
             Tok::LParen => {
                 self.next();
                 self.enter(t.span)?;
-                let inner = self.or_expr(scope)?;
+                let inner = grow(|| self.or_expr(scope))?;
                 self.depth -= 1;
                 let close = match self.peek_tok() {
                     Some(Tok::RParen) => self.next().map_or(t.span, |c| c.span),
@@ -744,7 +770,7 @@ impl Parser<'_> {
             self.next();
         }
         self.enter(after)?;
-        let inner = self.or_expr(scope)?;
+        let inner = grow(|| self.or_expr(scope))?;
         self.depth -= 1;
         let close = self.expect(Tok::RBrace, "`}`")?;
         Ok((Some(Box::new(inner)), close.span))

@@ -24,7 +24,8 @@ use serde::de::DeserializeSeed;
 pub struct Limits {
     /// Largest accepted document, in bytes (default 64 KiB).
     pub max_document_bytes: usize,
-    /// Deepest accepted subsegment nesting (default 64).
+    /// Deepest accepted subsegment nesting (default 64; at most [`MAX_NESTING_DEPTH`]
+    /// whatever is set here).
     pub max_nesting_depth: usize,
     /// Most annotations on one segment or subsegment (default 50).
     pub max_annotations: usize,
@@ -40,7 +41,15 @@ impl Default for Limits {
     }
 }
 
+/// The subsegment nesting accepted at most, whatever [`Limits::max_nesting_depth`] says:
+/// flattening, rebuilding and dropping a document recurse on it.
+pub const MAX_NESTING_DEPTH: usize = 256;
+
 impl Limits {
+    fn nesting(&self) -> usize {
+        self.max_nesting_depth.min(MAX_NESTING_DEPTH)
+    }
+
     /// Limits used when replaying the WAL: whatever was acknowledged is accepted again.
     pub fn unlimited() -> Self {
         Limits {
@@ -159,7 +168,7 @@ pub fn parse<'a>(bytes: &'a [u8], limits: &Limits) -> Result<LazyDocument<'a>, P
     }
     check_is_object(bytes)?;
     let mut de = sonic_rs::Deserializer::from_slice(bytes);
-    let seg = SegmentSeed::new(limits.max_nesting_depth)
+    let seg = SegmentSeed::new(limits.nesting())
         .deserialize(&mut de)
         .and_then(|s| de.end().map(|()| s))
         .map_err(|e| sonic_problem(bytes, &e))?;
@@ -179,7 +188,7 @@ pub fn parse_serde_json<'a>(
     }
     check_is_object(bytes)?;
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let seg = SegmentSeed::new(limits.max_nesting_depth)
+    let seg = SegmentSeed::new(limits.nesting())
         .deserialize(&mut de)
         .and_then(|s| de.end().map(|()| s))
         .map_err(
@@ -281,7 +290,7 @@ pub fn validate<'a, B>(root: Segment<'a, B>, limits: &Limits) -> Result<Document
                 RejectCode::NestingTooDeep,
                 format!(
                     "subsegments are nested deeper than the limit of {}",
-                    limits.max_nesting_depth
+                    limits.nesting()
                 ),
             ),
             &root,
