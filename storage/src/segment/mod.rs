@@ -166,6 +166,7 @@ pub fn parse<'a>(bytes: &'a [u8], limits: &Limits) -> Result<LazyDocument<'a>, P
             ),
         ));
     }
+    check_json_depth(bytes)?;
     check_is_object(bytes)?;
     let mut de = sonic_rs::Deserializer::from_slice(bytes);
     let seg = SegmentSeed::new(limits.nesting())
@@ -186,6 +187,7 @@ pub fn parse_serde_json<'a>(
             "document too large",
         ));
     }
+    check_json_depth(bytes)?;
     check_is_object(bytes)?;
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let seg = SegmentSeed::new(limits.nesting())
@@ -198,6 +200,42 @@ pub fn parse_serde_json<'a>(
             },
         )?;
     validate(seg, limits)
+}
+
+/// JSON nesting (objects and arrays) a document may have at most. sonic-rs walks nested
+/// values recursively (a document nested 10,000 deep overflowed the stack), so deeper
+/// input is refused by an iterative scan before it is parsed.
+pub const MAX_JSON_DEPTH: usize = 512;
+
+fn check_json_depth(bytes: &[u8]) -> Result<(), Problem> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(Problem::new(
+                        RejectCode::NestingTooDeep,
+                        format!("the JSON is nested deeper than {MAX_JSON_DEPTH} levels"),
+                    ));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn check_is_object(bytes: &[u8]) -> Result<(), Problem> {
@@ -225,7 +263,14 @@ fn check_is_object(bytes: &[u8]) -> Result<(), Problem> {
 /// A parse failure is `InvalidJson` when the text is not JSON at all, else the JSON does
 /// not fit a segment document (`InvalidSegment`, with the field named).
 fn sonic_problem(bytes: &[u8], e: &sonic_rs::Error) -> Problem {
-    match sonic_rs::from_slice::<serde::de::IgnoredAny>(bytes) {
+    // serde_json's syntax check: sonic-rs skips nested values recursively, which
+    // overflowed the stack on documents nested thousands deep; serde_json stops at 128
+    // levels (such a document is valid JSON, but no segment: `InvalidSegment`)
+    match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        Err(syntax) if syntax.to_string().contains("recursion limit") => Problem::new(
+            RejectCode::InvalidSegment,
+            format!("{e} (JSON nested too deep)"),
+        ),
         Err(syntax) => Problem::new(RejectCode::InvalidJson, syntax.to_string()),
         Ok(_) => Problem::new(RejectCode::InvalidSegment, e.to_string()),
     }
