@@ -250,6 +250,21 @@ tl_status tl_trace_summaries(const tl_engine *e,
                              struct ArrowArrayStream *out);
 
 /**
+ * Fetches whole traces by id (BatchGetTraces): `ids` holds `n` trace ids. The stream
+ * has one row per segment document: `trace_id`, `duration` (seconds, null while in
+ * progress), `segment_id` and `document` (the segment's JSON, with its subsegments).
+ * Ids not in the store have no rows.
+ *
+ * # Safety
+ * `e` is a live handle; `ids` points to `n` NUL-terminated strings (or is NULL with
+ * `n` 0); `out` points to a caller-allocated `struct ArrowArrayStream`.
+ */
+tl_status tl_get_traces(const tl_engine *e,
+                        const char *const *ids,
+                        size_t n,
+                        struct ArrowArrayStream *out);
+
+/**
  * Compacts every partition that wants it, now. `*merges` (may be NULL) gets the number
  * of merges run.
  *

@@ -543,6 +543,64 @@ pub unsafe extern "C" fn tl_trace_summaries(
     })
 }
 
+/// Fetches whole traces by id (BatchGetTraces): `ids` holds `n` trace ids. The stream
+/// has one row per segment document: `trace_id`, `duration` (seconds, null while in
+/// progress), `segment_id` and `document` (the segment's JSON, with its subsegments).
+/// Ids not in the store have no rows.
+///
+/// # Safety
+/// `e` is a live handle; `ids` points to `n` NUL-terminated strings (or is NULL with
+/// `n` 0); `out` points to a caller-allocated `struct ArrowArrayStream`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tl_get_traces(
+    e: *const tl_engine,
+    ids: *const *const c_char,
+    n: usize,
+    out: *mut FFI_ArrowArrayStream,
+) -> tl_status {
+    entry(|| {
+        use arrow::array::{ArrayRef, Float64Array, StringArray};
+        use arrow::datatypes::{DataType, Field, Schema};
+        // SAFETY: per the contract.
+        let engine = unsafe { engine(e) }?;
+        if n > 0 && ids.is_null() {
+            return Err(invalid("ids is NULL with n > 0"));
+        }
+        let mut wanted = Vec::with_capacity(n);
+        for i in 0..n {
+            // SAFETY: `ids` holds `n` NUL-terminated strings (the contract).
+            wanted.push(unsafe { text(*ids.add(i), "a trace id") }?.to_owned());
+        }
+        let answer = engine.get_traces(&wanted)?;
+        let (mut trace, mut duration, mut segment, mut document) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for t in &answer.traces {
+            for d in &t.segments {
+                trace.push(t.id.as_str());
+                duration.push(t.duration.map(|ns| ns as f64 / 1e9));
+                segment.push(d.id.as_str());
+                document.push(d.document.as_str());
+            }
+        }
+        let schema = std::sync::Arc::new(Schema::new(vec![
+            Field::new("trace_id", DataType::Utf8, false),
+            Field::new("duration", DataType::Float64, true),
+            Field::new("segment_id", DataType::Utf8, false),
+            Field::new("document", DataType::Utf8, false),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            std::sync::Arc::new(StringArray::from(trace)),
+            std::sync::Arc::new(Float64Array::from(duration)),
+            std::sync::Arc::new(StringArray::from(segment)),
+            std::sync::Arc::new(StringArray::from(document)),
+        ];
+        let batch = RecordBatch::try_new(SchemaRef::clone(&schema), columns)
+            .map_err(|e| Fail(TL_INTERNAL, e.to_string()))?;
+        // SAFETY: per the contract.
+        unsafe { write_stream(out, schema, vec![batch]) }
+    })
+}
+
 fn summaries_batch(rows: &[tracelake::TraceSummary]) -> Result<(SchemaRef, RecordBatch), Fail> {
     use arrow::array::{ArrayRef, BooleanArray, Float64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};

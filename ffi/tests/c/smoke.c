@@ -131,10 +131,20 @@ int main(int argc, char **argv) {
         "summaries columns");
   sschema.release(&sschema);
   int64_t faulty = 0;
+  char first_id[64] = {0};
   for (;;) {
     struct ArrowArray array;
     CHECK(sums.get_next(&sums, &array) == 0, "summaries get_next");
     if (array.release == NULL) break;
+    if (faulty == 0 && array.length > 0) {
+      /* column 0 is utf8: offsets in buffers[1], bytes in buffers[2] */
+      const struct ArrowArray *ids = array.children[0];
+      const int32_t *offsets = (const int32_t *)ids->buffers[1];
+      const char *bytes = (const char *)ids->buffers[2];
+      int32_t from = offsets[ids->offset], to = offsets[ids->offset + 1];
+      CHECK(to - from > 0 && to - from < (int32_t)sizeof first_id, "id length");
+      memcpy(first_id, bytes + from, (size_t)(to - from));
+    }
     faulty += array.length;
     array.release(&array);
   }
@@ -142,6 +152,23 @@ int main(int argc, char **argv) {
   CHECK(faulty > 0 && faulty < traces, "faulty traces %lld", (long long)faulty);
   CHECK(tl_trace_summaries(e, "fault", 1.0, NAN, 0, &sums) == TL_INVALID_ARGUMENT,
         "half a range refused");
+
+  /* that trace, whole; an unknown id has no rows */
+  const char *wanted[] = {first_id, "1-00000000-000000000000000000000000"};
+  struct ArrowArrayStream docs;
+  memset(&docs, 0, sizeof docs);
+  CHECK(tl_get_traces(e, wanted, 2, &docs) == TL_OK, "get_traces %s", first_id);
+  int64_t documents = 0;
+  for (;;) {
+    struct ArrowArray array;
+    CHECK(docs.get_next(&docs, &array) == 0, "get_traces get_next");
+    if (array.release == NULL) break;
+    CHECK(array.n_children == 4, "four columns");
+    documents += array.length;
+    array.release(&array);
+  }
+  docs.release(&docs);
+  CHECK(documents >= 1, "documents of %s: %lld", first_id, (long long)documents);
 
   /* a bad query: an error with a message, the stream untouched */
   struct ArrowArrayStream stream;
