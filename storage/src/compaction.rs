@@ -102,6 +102,8 @@ pub struct MergeStats {
 struct Input {
     reader: Option<ParquetRecordBatchReader>,
     batch: Option<RecordBatch>,
+    /// `batch`'s key columns, looked up once per batch.
+    cols: Option<KeyCols>,
     /// Slot of `batch` in the chunk being gathered.
     slot: Option<usize>,
     row: usize,
@@ -109,16 +111,9 @@ struct Input {
 }
 
 impl Input {
-    fn traces(&self) -> Option<&FixedSizeBinaryArray> {
-        self.batch
-            .as_ref()
-            .and_then(|b| b.column_by_name(col::TRACE_ID))
-            .and_then(|c| c.as_fixed_size_binary_opt())
-    }
-
     /// The trace id of the next row, as a number ordered like the id's bytes.
     fn head(&self) -> Option<u128> {
-        self.traces().map(|t| key(t.value(self.row)))
+        self.cols.as_ref().map(|c| key(c.trace.value(self.row)))
     }
 
     /// Moves to the next batch when this one is used up.
@@ -127,7 +122,10 @@ impl Input {
             self.slot = None;
             self.row = 0;
             match self.reader.as_mut().and_then(Iterator::next) {
-                Some(Ok(b)) => self.batch = Some(b),
+                Some(Ok(b)) => {
+                    self.cols = Some(KeyCols::of(&b)?);
+                    self.batch = Some(b);
+                }
                 Some(Err(e)) => {
                     return Err(Error::Corrupt {
                         what: format!("{}: {e}", path.display()),
@@ -136,6 +134,7 @@ impl Input {
                 None => {
                     self.done = true;
                     self.batch = None;
+                    self.cols = None;
                     self.reader = None;
                 }
             }
@@ -159,7 +158,7 @@ pub fn merge(
     root: &Path,
     inputs: &[FileMeta],
     options: &CompactionOptions,
-    create: &mut dyn FnMut(usize) -> Result<Writer>,
+    create: &mut dyn FnMut() -> Result<Writer>,
     keep: &dyn Fn(&TraceId) -> bool,
     progress: &dyn Fn(u64),
     cancel: &AtomicBool,
@@ -201,7 +200,7 @@ fn merge_into(
     root: &Path,
     inputs: &[FileMeta],
     options: &CompactionOptions,
-    create: &mut dyn FnMut(usize) -> Result<Writer>,
+    create: &mut dyn FnMut() -> Result<Writer>,
     keep: &dyn Fn(&TraceId) -> bool,
     progress: &dyn Fn(u64) -> Result<()>,
     current: &mut Option<Writer>,
@@ -258,7 +257,7 @@ fn merge_into(
                     chunk.batches.push(b.clone());
                     chunk.batches.len() - 1
                 });
-                let cols = KeyCols::of(&b)?;
+                let Some(cols) = &input.cols else { break };
                 let n = b.num_rows();
                 while input.row < n && key(cols.trace.value(input.row)) == trace {
                     let r = input.row;
@@ -342,7 +341,7 @@ fn write_chunk(
     chunk: &mut Chunk,
     open: &mut [(usize, Input)],
     current: &mut Option<Writer>,
-    create: &mut dyn FnMut(usize) -> Result<Writer>,
+    create: &mut dyn FnMut() -> Result<Writer>,
     done: &mut Vec<FileMeta>,
     options: &CompactionOptions,
 ) -> Result<u64> {
@@ -351,7 +350,7 @@ fn write_chunk(
         let refs: Vec<&RecordBatch> = chunk.batches.iter().collect();
         let batch = interleave_record_batch(&refs, &chunk.rows)?;
         if current.is_none() {
-            *current = Some(create(done.len())?);
+            *current = Some(create()?);
         }
         if let Some(w) = current.as_mut() {
             w.write(&batch)?;
@@ -397,22 +396,24 @@ fn open_input(root: &Path, meta: &FileMeta) -> Result<Input> {
     Ok(Input {
         reader: Some(reader),
         batch: None,
+        cols: None,
         slot: None,
         row: 0,
         done: false,
     })
 }
 
-struct KeyCols<'a> {
-    trace: &'a FixedSizeBinaryArray,
-    id: &'a arrow::array::UInt64Array,
-    end: &'a arrow::array::Int64Array,
-    start: &'a arrow::array::Int64Array,
-    revision: &'a arrow::array::UInt64Array,
+/// The columns the merge orders and resolves by (cheap clones of the batch's arrays).
+struct KeyCols {
+    trace: FixedSizeBinaryArray,
+    id: arrow::array::UInt64Array,
+    end: arrow::array::Int64Array,
+    start: arrow::array::Int64Array,
+    revision: arrow::array::UInt64Array,
 }
 
-impl<'a> KeyCols<'a> {
-    fn of(b: &'a RecordBatch) -> Result<KeyCols<'a>> {
+impl KeyCols {
+    fn of(b: &RecordBatch) -> Result<KeyCols> {
         let missing = |c: &str| Error::Corrupt {
             what: format!("data file without a readable {c} column"),
         };
@@ -420,23 +421,28 @@ impl<'a> KeyCols<'a> {
             trace: b
                 .column_by_name(col::TRACE_ID)
                 .and_then(|c| c.as_fixed_size_binary_opt())
-                .ok_or_else(|| missing(col::TRACE_ID))?,
+                .ok_or_else(|| missing(col::TRACE_ID))?
+                .clone(),
             id: b
                 .column_by_name(col::ID)
                 .and_then(|c| c.as_primitive_opt::<UInt64Type>())
-                .ok_or_else(|| missing(col::ID))?,
+                .ok_or_else(|| missing(col::ID))?
+                .clone(),
             end: b
                 .column_by_name(col::END_NS)
                 .and_then(|c| c.as_primitive_opt::<Int64Type>())
-                .ok_or_else(|| missing(col::END_NS))?,
+                .ok_or_else(|| missing(col::END_NS))?
+                .clone(),
             start: b
                 .column_by_name(col::START_NS)
                 .and_then(|c| c.as_primitive_opt::<Int64Type>())
-                .ok_or_else(|| missing(col::START_NS))?,
+                .ok_or_else(|| missing(col::START_NS))?
+                .clone(),
             revision: b
                 .column_by_name(col::REVISION)
                 .and_then(|c| c.as_primitive_opt::<UInt64Type>())
-                .ok_or_else(|| missing(col::REVISION))?,
+                .ok_or_else(|| missing(col::REVISION))?
+                .clone(),
         })
     }
 }

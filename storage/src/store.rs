@@ -759,7 +759,7 @@ impl Store {
         }
         let expected = inputs.iter().map(|f| f.rows).sum::<u64>() as usize;
         let root = s.root.clone();
-        let mut create = |_: usize| {
+        let mut create = || {
             let id = s.next_file_id.fetch_add(1, Ordering::AcqRel);
             crash_point("compact:create-output");
             datafile::Writer::create(&root, partition, id, expected, false)
@@ -921,12 +921,7 @@ fn commit_change(
     change: impl FnOnce(&mut Manifest) -> Result<bool>,
 ) -> Result<bool> {
     let _one = lock(&s.flush_lock);
-    let mut m = s
-        .view
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .manifest
-        .clone();
+    let mut m = current_manifest(s);
     if !change(&mut m)? {
         return Ok(false);
     }
@@ -1104,12 +1099,7 @@ fn write_frozen(s: &Shared, frozen: &Arc<Frozen>) -> Result<()> {
     // Commit outside the view lock (ingest reads the view under the write lock, so its
     // fsyncs would stall every acknowledgement); `flush_lock` keeps us the only committer.
     // Readers see the frozen memtable until the files replace it, in one step.
-    let mut m = s
-        .view
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .manifest
-        .clone();
+    let mut m = current_manifest(s);
     // Flush boundaries cut traces: mark the files that share one, and list the shared
     // traces on the new file (see `shares_traces` and `shared_traces`).
     for f in &mut new_files {
@@ -1131,6 +1121,15 @@ fn write_frozen(s: &Shared, frozen: &Arc<Frozen>) -> Result<()> {
     publish(s, &mut v, m);
     v.frozen.retain(|f| !Arc::ptr_eq(f, frozen));
     Ok(())
+}
+
+/// A copy of the committed manifest, to edit and commit (under `flush_lock`).
+fn current_manifest(s: &Shared) -> Manifest {
+    s.view
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .manifest
+        .clone()
 }
 
 /// Makes `m` what readers see, remembering the old file list for as long as snapshots

@@ -27,11 +27,7 @@ fn link_copy(from: &Path, to: &Path) -> Result<()> {
         let dst = to.join(e.file_name());
         let name = e.file_name();
         if e.file_type()?.is_dir() {
-            if name == "spans" || name == "rollups" {
-                link_tree(&e.path(), &dst)?;
-            } else {
-                copy_tree(&e.path(), &dst)?;
-            }
+            tree(&e.path(), &dst, name == "spans" || name == "rollups")?;
         } else {
             std::fs::copy(e.path(), dst)?;
         }
@@ -39,27 +35,16 @@ fn link_copy(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-fn link_tree(from: &Path, to: &Path) -> Result<()> {
+/// Copies a directory tree, as hard links when `link`.
+fn tree(from: &Path, to: &Path, link: bool) -> Result<()> {
     std::fs::create_dir_all(to)?;
     for e in std::fs::read_dir(from)? {
         let e = e?;
         let dst = to.join(e.file_name());
         if e.file_type()?.is_dir() {
-            link_tree(&e.path(), &dst)?;
-        } else {
+            tree(&e.path(), &dst, link)?;
+        } else if link {
             std::fs::hard_link(e.path(), dst)?;
-        }
-    }
-    Ok(())
-}
-
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for e in std::fs::read_dir(from)? {
-        let e = e?;
-        let dst = to.join(e.file_name());
-        if e.file_type()?.is_dir() {
-            copy_tree(&e.path(), &dst)?;
         } else {
             std::fs::copy(e.path(), dst)?;
         }
