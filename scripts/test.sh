@@ -4,6 +4,11 @@
 # under the cargo target directory on first use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The C tests run their programs under valgrind too: install it when missing.
+if ! command -v valgrind >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get install -y -q valgrind >/dev/null || $sudo sh -c 'apt-get update -q && apt-get install -y -q valgrind' >/dev/null
+fi
 cargo test --workspace --all-targets --no-fail-fast "$@"
 # Doc examples (compiled; `no_run` ones are not executed).
 cargo test --workspace --doc
