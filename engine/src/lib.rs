@@ -29,9 +29,11 @@
 //! - [`GraphQuery`] / [`ServiceGraph`] and [`TimeSeriesQuery`]: the service graph and
 //!   time series of service and edge statistics.
 //! - [`Error`] / [`ErrorKind`]: one error type for the facade.
+//! - [`fuzz`]: the end-to-end fuzz target's body (index against full scan).
 
 mod engine;
 mod error;
+pub mod fuzz;
 mod group;
 mod maintenance;
 mod percentiles;

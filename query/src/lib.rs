@@ -14,10 +14,13 @@
 //!   program; [`search`] builds the plan that evaluates it per trace ([`trace`] holds one
 //!   trace's structure; [`rootcause`] its root causes).
 //!
+//! [`fuzz`] holds the filter fuzz target's body.
+//!
 //! What the expressions mean is written down in `docs/filter-semantics.md`.
 
 pub mod error;
 pub mod filter;
+pub mod fuzz;
 pub mod lower;
 pub mod percentile;
 pub mod provider;

@@ -439,6 +439,24 @@ impl IndexBuilder {
     }
 }
 
+/// Frames `body` (everything after the version: reserved word, row count, tables and
+/// data) as a sidecar with a valid checksum, for tests and fuzzing of what lies behind it.
+pub fn frame(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 32);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&INDEX_VERSION.to_le_bytes());
+    out.extend_from_slice(body);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(END);
+    out
+}
+
+/// The row count a sidecar's header states, if it is long enough to state one.
+pub fn stated_rows(file: &[u8]) -> Option<u64> {
+    read_u64(file, 16)
+}
+
 /// The sidecar path of a data file.
 pub fn sidecar_path(data_file: &Path) -> PathBuf {
     let name = data_file
@@ -481,7 +499,7 @@ struct List {
 /// An open sidecar (memory-mapped).
 #[derive(Debug)]
 pub struct Index {
-    map: Mmap,
+    map: Backing,
     rows: u64,
     traces_at: usize,
     traces: usize,
@@ -499,6 +517,23 @@ fn read_u64(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
 }
 
+/// A sidecar's bytes: mapped from its file, or owned (decoding from memory).
+#[derive(Debug)]
+enum Backing {
+    Map(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Backing {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Backing::Map(m) => m,
+            Backing::Owned(v) => v,
+        }
+    }
+}
+
 impl Index {
     /// Opens and checks the sidecar of `data_file`, which must hold `rows` rows.
     pub fn open(data_file: &Path, rows: u64) -> Result<Index> {
@@ -508,6 +543,15 @@ impl Index {
         // file, and never modified afterwards; the map is only read.
         #[allow(unsafe_code)]
         let map = unsafe { Mmap::map(&f) }.map_err(Error::io(&path))?;
+        Index::decode(&path, Backing::Map(map), rows)
+    }
+
+    /// Checks and opens sidecar bytes held in memory (`path` names them in errors).
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>, rows: u64) -> Result<Index> {
+        Index::decode(path, Backing::Owned(bytes), rows)
+    }
+
+    fn decode(path: &Path, map: Backing, rows: u64) -> Result<Index> {
         let corrupt = |what: &str| Error::Corrupt {
             what: format!("{}: {what}", path.display()),
         };
@@ -518,7 +562,7 @@ impl Index {
         let version = read_u32(b, 8).ok_or_else(|| corrupt("short"))?;
         if version != INDEX_VERSION {
             return Err(Error::UnsupportedFormatVersion {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 found: version,
                 supported: INDEX_VERSION,
             });
@@ -737,6 +781,18 @@ impl Index {
         Some((TraceId(t), first..first.saturating_add(count)))
     }
 
+    /// Every term of the term table as (column, key, value); terms of columns this build
+    /// does not know are left out.
+    pub fn terms(&self) -> impl Iterator<Item = (Column, &[u8], &[u8])> + '_ {
+        self.terms.iter().filter_map(|t| {
+            Some((
+                Column::from_u8(t.column)?,
+                self.bytes(t.key),
+                self.bytes(t.value),
+            ))
+        })
+    }
+
     /// Every trace of the file.
     pub fn traces(&self) -> impl Iterator<Item = TraceId> + '_ {
         (0..self.traces).map(|i| TraceId(self.trace(i).0))
@@ -808,7 +864,16 @@ impl Index {
             let h = value_hash(value);
             self.list_rows(l, h, h, &mut out);
         }
+        self.clip(&mut out);
         Ok(out)
+    }
+
+    /// Drops rows past the data file: only a damaged sidecar (with a valid checksum)
+    /// names them, and callers turn rows into Parquet row selections.
+    fn clip(&self, rows: &mut RoaringBitmap) {
+        if let Ok(end) = u32::try_from(self.rows) {
+            rows.remove_range(end..);
+        }
     }
 
     /// Rows whose numeric annotation `key` lies between the bounds.
@@ -835,6 +900,7 @@ impl Index {
         {
             self.list_rows(l, lo, hi, &mut out);
         }
+        self.clip(&mut out);
         out
     }
 

@@ -15,10 +15,13 @@
 //! 6. [`compaction`] merges a partition's small files into large sorted ones, and
 //!    [`store::Store::drop_partitions`] and pins serve retention.
 //!
+//! [`fuzz`] holds the bodies of the fuzz targets over what the crate decodes.
+//!
 //! This crate never depends on DataFusion; the query crate reads [`snapshot::Snapshot`]s.
 
 pub mod error;
 pub mod flatten;
+pub mod fuzz;
 pub mod rebuild;
 pub mod schema;
 pub mod segment;

@@ -123,12 +123,17 @@ pub fn encode(m: &Manifest) -> Result<Vec<u8>> {
     let body = serde_json::to_vec(m).map_err(|e| Error::Corrupt {
         what: format!("manifest encoding: {e}"),
     })?;
+    Ok(frame(&body))
+}
+
+/// Frames a manifest body (its JSON) with the magic, version and checksum.
+pub fn frame(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 12);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-    out.extend_from_slice(&body);
-    Ok(out)
+    out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+    out.extend_from_slice(body);
+    out
 }
 
 /// Loads the newest valid manifest under `root`, or an empty one for a new store.

@@ -150,11 +150,13 @@ impl Sketch {
             self.grow_to(other.offset + last as i32);
             let at = (other.offset - self.offset) as usize;
             for (dst, src) in self.counts[at..].iter_mut().zip(&other.counts) {
-                *dst += src;
+                *dst = dst.saturating_add(*src);
             }
         }
-        self.zero += other.zero;
-        self.count += other.count;
+        // Saturating: sketches decoded from hostile bytes (SQL takes any binary value)
+        // may state counts near u64::MAX.
+        self.zero = self.zero.saturating_add(other.zero);
+        self.count = self.count.saturating_add(other.count);
         self.sum += other.sum;
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
@@ -200,10 +202,12 @@ impl Sketch {
     fn at_rank(&self, k: u64) -> f64 {
         let mut seen = self.zero;
         if k < seen {
-            return self.min.clamp(0.0, MIN_VALUE);
+            // Never below the exact minimum, even for a decoded sketch whose zero bin
+            // and minimum disagree.
+            return self.min.clamp(0.0, MIN_VALUE).max(self.min);
         }
         for (i, &c) in self.counts.iter().enumerate() {
-            seen += c;
+            seen = seen.saturating_add(c);
             if k < seen {
                 return bin_value(self.offset + i as i32).clamp(self.min, self.max);
             }

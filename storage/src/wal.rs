@@ -120,35 +120,17 @@ pub fn replay(dir: &Path, repair: bool, mut f: impl FnMut(u64, &[u8])) -> Result
         File::open(&path)
             .and_then(|mut fh| fh.read_to_end(&mut data))
             .map_err(Error::io(&path))?;
-        if data.len() < HEADER_LEN || &data[..5] != MAGIC {
+        if data.len() < HEADER_LEN && repair {
             // A file cut before its header was written holds nothing acknowledged.
-            if data.len() < HEADER_LEN && repair {
-                truncate(&path, 0)?;
-                stats.truncated_bytes += data.len() as u64;
-                continue;
-            }
-            return Err(Error::Corrupt {
-                what: format!("{} is not a Tracelake WAL file", path.display()),
-            });
+            truncate(&path, 0)?;
+            stats.truncated_bytes += data.len() as u64;
+            continue;
         }
-        if data[5] != VERSION {
-            return Err(Error::UnsupportedFormatVersion {
-                path,
-                found: u32::from(data[5]),
-                supported: u32::from(VERSION),
-            });
-        }
-        let mut pos = HEADER_LEN;
-        while pos < data.len() {
-            let Some(rec) = read_record(&data[pos..]) else {
-                break;
-            };
-            let (seq, doc, len) = rec;
+        let pos = decode(&path, &data, |seq, doc| {
             f(seq, doc);
             stats.records += 1;
             stats.last_seq = stats.last_seq.max(seq);
-            pos += len;
-        }
+        })?;
         if pos < data.len() {
             stats.truncated_bytes += (data.len() - pos) as u64;
             tracing::warn!(file = %path.display(), at = pos, cut = data.len() - pos, "WAL tail is torn; truncating");
@@ -158,6 +140,51 @@ pub fn replay(dir: &Path, repair: bool, mut f: impl FnMut(u64, &[u8])) -> Result
         }
     }
     Ok(stats)
+}
+
+/// Decodes the bytes of one WAL file (`path` names it in errors): calls `f(seq,
+/// document)` for each intact record in order and returns where they end, which is
+/// `data.len()` unless the tail is torn or corrupt. A missing header or another format
+/// version is an error.
+pub fn decode(path: &Path, data: &[u8], mut f: impl FnMut(u64, &[u8])) -> Result<usize> {
+    if data.len() < HEADER_LEN || &data[..5] != MAGIC {
+        return Err(Error::Corrupt {
+            what: format!("{} is not a Tracelake WAL file", path.display()),
+        });
+    }
+    if data[5] != VERSION {
+        return Err(Error::UnsupportedFormatVersion {
+            path: path.to_path_buf(),
+            found: u32::from(data[5]),
+            supported: u32::from(VERSION),
+        });
+    }
+    let mut pos = HEADER_LEN;
+    while let Some((seq, doc, len)) = data.get(pos..).and_then(read_record) {
+        f(seq, doc);
+        pos += len;
+    }
+    Ok(pos)
+}
+
+/// Encodes one record (`[len][crc][seq][document]`) onto `out`.
+pub fn encode_record(out: &mut Vec<u8>, seq: u64, doc: &[u8]) {
+    let len = (8 + doc.len()) as u32;
+    let start = out.len();
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(doc);
+    let crc = crc32fast::hash(&out[start + RECORD_HEADER..]);
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The header every WAL file starts with.
+pub fn file_header() -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[..5].copy_from_slice(MAGIC);
+    h[5] = VERSION;
+    h
 }
 
 fn read_record(b: &[u8]) -> Option<(u64, &[u8], usize)> {
@@ -208,14 +235,7 @@ impl Wal {
 
     /// Buffers one record; [`Wal::write`] hands the buffer to the OS.
     pub fn append(&mut self, seq: u64, doc: &[u8]) {
-        let len = (doc.len() + 8) as u32;
-        let mut h = crc32fast::Hasher::new();
-        h.update(&seq.to_le_bytes());
-        h.update(doc);
-        self.buf.extend_from_slice(&len.to_le_bytes());
-        self.buf.extend_from_slice(&h.finalize().to_le_bytes());
-        self.buf.extend_from_slice(&seq.to_le_bytes());
-        self.buf.extend_from_slice(doc);
+        encode_record(&mut self.buf, seq, doc);
     }
 
     /// Writes buffered records to the file (not yet durable: see [`Wal::sync_job`]).
@@ -301,10 +321,7 @@ fn new_file(dir: &Path, first_seq: u64, durable: bool) -> Result<(File, PathBuf)
         .open(&path)
         .map_err(Error::io(&path))?;
     if f.seek(SeekFrom::End(0)).map_err(Error::io(&path))? == 0 {
-        let mut header = [0u8; HEADER_LEN];
-        header[..5].copy_from_slice(MAGIC);
-        header[5] = VERSION;
-        f.write_all(&header).map_err(Error::io(&path))?;
+        f.write_all(&file_header()).map_err(Error::io(&path))?;
     }
     if durable {
         f.sync_all().map_err(Error::io(&path))?;
