@@ -21,4 +21,7 @@ test -x "$bin" || { echo "missing $bin"; exit 1; }
 "$venv/bin/python" scripts/python/test_open_parquet.py "$bin"
 # The C ABI from Python: ctypes + pyarrow against the library `cargo test` built.
 shared="${TRACELAKE_SHARED:-$PWD/../shared}"
-"$venv/bin/python" scripts/python/test_ctypes.py "$target_dir/debug/libtracelake_c.so" "$bin" "$shared"
+# `cargo test` leaves the cdylib under deps/ (only `cargo build` copies it up a level).
+lib="$target_dir/debug/libtracelake_c.so"
+[ -e "$lib" ] || lib="$target_dir/debug/deps/libtracelake_c.so"
+"$venv/bin/python" scripts/python/test_ctypes.py "$lib" "$bin" "$shared"
