@@ -23,6 +23,17 @@ use crate::wal;
 /// What a body found wrong.
 pub type Outcome = std::result::Result<(), String>;
 
+/// The file a file-format body decodes: the input's first byte odd, the rest as found
+/// on disk; even, the rest framed and checksummed by `frame` (see the module docs).
+fn as_file(data: &[u8], frame: impl FnOnce(&[u8]) -> Vec<u8>) -> Option<Vec<u8>> {
+    let (&mode, rest) = data.split_first()?;
+    Some(if mode % 2 == 1 {
+        rest.to_vec()
+    } else {
+        frame(rest)
+    })
+}
+
 /// Framing, parsing and flattening: every framing of SPEC 2 is cut by
 /// [`framing::split`]; each piece is parsed with sonic-rs and with serde_json (they must
 /// agree on accepting it), flattened into span rows, and rebuilt into one document.
@@ -55,12 +66,7 @@ pub fn segment(data: &[u8]) -> Outcome {
 /// WAL replay from one file's bytes: records come out in order, each within the input,
 /// and re-encoding them gives back exactly the intact prefix.
 pub fn wal(data: &[u8]) -> Outcome {
-    let Some((&mode, rest)) = data.split_first() else {
-        return Ok(());
-    };
-    let file = if mode % 2 == 1 {
-        rest.to_vec()
-    } else {
+    let Some(file) = as_file(data, |rest| {
         // The rest as records: [u16 len][payload] chunks, framed and checksummed.
         let mut file = wal::file_header().to_vec();
         let mut at = 0;
@@ -74,6 +80,8 @@ pub fn wal(data: &[u8]) -> Outcome {
         }
         file.extend_from_slice(&rest[at..]);
         file
+    }) else {
+        return Ok(());
     };
     let mut again = wal::file_header().to_vec();
     let path = Path::new("fuzz.wal");
@@ -89,13 +97,8 @@ pub fn wal(data: &[u8]) -> Outcome {
 
 /// Manifest decoding: anything decoded re-encodes and decodes to the same manifest.
 pub fn manifest(data: &[u8]) -> Outcome {
-    let Some((&mode, rest)) = data.split_first() else {
+    let Some(file) = as_file(data, manifest::frame) else {
         return Ok(());
-    };
-    let file = if mode % 2 == 1 {
-        rest.to_vec()
-    } else {
-        manifest::frame(rest)
     };
     let path = Path::new("fuzz.manifest");
     let Ok(m) = manifest::decode(path, &file) else {
@@ -112,13 +115,8 @@ pub fn manifest(data: &[u8]) -> Outcome {
 /// Index sidecar decoding and every look-up on an opened sidecar: rows answered are
 /// rows of the file, trace ranges lie inside it, and bitmaps decode or fail cleanly.
 pub fn index(data: &[u8]) -> Outcome {
-    let Some((&mode, rest)) = data.split_first() else {
+    let Some(file) = as_file(data, crate::index::frame) else {
         return Ok(());
-    };
-    let file = if mode % 2 == 1 {
-        rest.to_vec()
-    } else {
-        crate::index::frame(rest)
     };
     let rows = crate::index::stated_rows(&file).unwrap_or(0);
     let Ok(ix) = Index::from_bytes(Path::new("fuzz.idx"), file, rows) else {
