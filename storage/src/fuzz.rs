@@ -181,9 +181,7 @@ pub fn sketch(data: &[u8]) -> Outcome {
 /// The checked-in inputs of a target (`fuzz/corpus/<target>/` of this source tree),
 /// sorted by name; the tests of each crate replay them through the bodies.
 pub fn corpus(target: &str) -> std::io::Result<Vec<(PathBuf, Vec<u8>)>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
-        .join(target);
+    let dir = checkout().join("fuzz/corpus").join(target);
     let mut out = Vec::new();
     for entry in std::fs::read_dir(&dir)? {
         let path = entry?.path();
@@ -192,6 +190,15 @@ pub fn corpus(target: &str) -> std::io::Result<Vec<(PathBuf, Vec<u8>)>> {
     }
     out.sort();
     Ok(out)
+}
+
+/// The checkout this runs from: the parent of the crate `cargo test` runs (every crate
+/// sits at the top of the checkout), else of this crate as it was compiled (a target
+/// directory shared between checkouts may hold a build from another one).
+fn checkout() -> PathBuf {
+    let krate = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    krate.parent().map_or(krate.clone(), Path::to_path_buf)
 }
 
 /// Runs every input of `target`'s corpus through `body`, naming the first that fails
@@ -226,7 +233,7 @@ mod tests {
 
     #[test]
     fn segment_bodies_over_the_shared_fixtures() {
-        let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures");
+        let shared = checkout().join("../shared/fixtures");
         let mut seen = 0;
         for sub in ["edge", "sdk-python"] {
             for e in std::fs::read_dir(shared.join(sub)).unwrap() {
