@@ -5,7 +5,7 @@ use std::io::Write;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use tracelake::{Answered, GroupBy, Metric, Mode, PercentileQuery, Percentiles};
+use tracelake::{Answered, Metric, Mode, PercentileQuery, Percentiles, quantile_name};
 
 use crate::query::WindowArgs;
 use crate::{StoreArgs, default_dir, open_for_reading};
@@ -52,25 +52,6 @@ pub(crate) struct PercentilesArgs {
     store: StoreArgs,
 }
 
-fn group_by(text: &str) -> Result<GroupBy> {
-    Ok(match text.split_once(':') {
-        None if text == "all" => GroupBy::All,
-        None if text == "service" => GroupBy::Service,
-        None if text == "edge" => GroupBy::Edge,
-        None if text == "url" || text == "http.url" => GroupBy::HttpUrl,
-        Some(("annotation", key)) if !key.is_empty() => GroupBy::Annotation(key.to_owned()),
-        Some(("time", s)) => GroupBy::Time {
-            period_s: humantime::parse_duration(s)
-                .map(|d| d.as_secs())
-                .or_else(|_| s.parse::<u64>())
-                .with_context(|| format!("--by time:{s}: expected seconds or 1m, 1h ..."))?,
-        },
-        _ => {
-            bail!("--by {text:?}: expected all, service, edge, url, annotation:KEY or time:SECONDS")
-        }
-    })
-}
-
 impl From<ModeArg> for Mode {
     fn from(m: ModeArg) -> Mode {
         match m {
@@ -101,7 +82,7 @@ fn query_of(args: &PercentilesArgs) -> Result<PercentileQuery> {
             MetricArg::Responsetime => Metric::ResponseTime,
             MetricArg::Duration => Metric::Duration,
         },
-        by: group_by(&args.by)?,
+        by: tracelake::parse_group_by(&args.by).context("--by")?,
         quantiles,
         mode: args.mode.into(),
         histogram: args.histogram,
@@ -136,7 +117,7 @@ fn to_json(p: &Percentiles) -> serde_json::Value {
             o.insert("count".into(), g.count.into());
             o.insert("sum".into(), g.sum.into());
             for (q, v) in p.quantiles.iter().zip(&g.values) {
-                o.insert(format!("p{}", percent(*q)), (*v).into());
+                o.insert(quantile_name(*q), (*v).into());
             }
             if let Some(h) = &g.histogram {
                 o.insert("histogram".into(), h.iter().map(|(v, c)| serde_json::json!({"Value": v, "Count": c})).collect());
@@ -144,12 +125,6 @@ fn to_json(p: &Percentiles) -> serde_json::Value {
             serde_json::Value::Object(o)
         }).collect::<Vec<_>>(),
     })
-}
-
-/// A quantile as a percent without float noise: 0.9 -> "90", 0.999 -> "99.9".
-fn percent(q: f64) -> String {
-    let v = (q * 100.0 * 1e6).round() / 1e6;
-    format!("{v}")
 }
 
 /// Seconds as milliseconds with three significant decimals.
@@ -167,7 +142,11 @@ pub(crate) fn write_table(out: &mut impl Write, p: &Percentiles) -> Result<()> {
     let mut rows: Vec<Vec<String>> = Vec::new();
     let mut head: Vec<String> = fields.iter().map(|f| (*f).to_owned()).collect();
     head.push("count".into());
-    head.extend(p.quantiles.iter().map(|q| format!("p{} ms", percent(*q))));
+    head.extend(
+        p.quantiles
+            .iter()
+            .map(|q| format!("{} ms", quantile_name(*q))),
+    );
     rows.push(head);
     for g in &p.groups {
         let mut r: Vec<String> = g.key.iter().map(|(_, v)| v.clone()).collect();

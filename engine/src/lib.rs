@@ -49,7 +49,8 @@ pub use maintenance::{
     RetentionReport, SystemClock, parse_duration,
 };
 pub use percentiles::{
-    Answered, GroupBy, Metric, Mode, PercentileGroup, PercentileQuery, Percentiles,
+    Answered, GroupBy, Metric, Mode, PercentileGroup, PercentileQuery, Percentiles, parse_group_by,
+    quantile_name,
 };
 pub use result::QueryResult;
 pub use service_graph::{

@@ -2,6 +2,8 @@
 
 use tracelake_query::search::RangeType;
 
+use crate::Error;
+
 pub use tracelake_query::percentile::{
     Answered, GroupBy, Metric, Mode, PercentileGroup, Percentiles,
 };
@@ -40,5 +42,80 @@ impl Default for PercentileQuery {
 impl PercentileQuery {
     pub(crate) fn trace_query_range(&self) -> Option<(f64, f64, RangeType)> {
         self.range.map(|(a, b)| (a, b, RangeType::Event))
+    }
+}
+
+/// Parses a grouping: `all`, `service`, `edge`, `url` (or `http.url`), `annotation:KEY`
+/// or `time:PERIOD` (seconds, or a duration such as `5m`, `1h`).
+pub fn parse_group_by(text: &str) -> Result<GroupBy, Error> {
+    let t = text.trim();
+    Ok(match t.split_once(':') {
+        None if t == "all" || t.is_empty() => GroupBy::All,
+        None if t == "service" => GroupBy::Service,
+        None if t == "edge" => GroupBy::Edge,
+        None if t == "url" || t == "http.url" => GroupBy::HttpUrl,
+        Some(("annotation", key)) if !key.trim().is_empty() => {
+            GroupBy::Annotation(key.trim().to_owned())
+        }
+        Some(("time", p)) => {
+            let period_s = match p.trim().parse::<u64>() {
+                Ok(s) => s,
+                Err(_) => crate::parse_duration(p)
+                    .map_err(|_| {
+                        Error::InvalidArgument(format!(
+                            "group by {t:?}: expected a period in seconds or 1m, 1h ..."
+                        ))
+                    })?
+                    .as_secs(),
+            };
+            if period_s == 0 {
+                return Err(Error::InvalidArgument(format!(
+                    "group by {t:?}: the period must be at least one second"
+                )));
+            }
+            GroupBy::Time { period_s }
+        }
+        _ => {
+            return Err(Error::InvalidArgument(format!(
+                "group by {t:?}: expected all, service, edge, url, annotation:KEY or time:PERIOD"
+            )));
+        }
+    })
+}
+
+/// A quantile's name as a percentile, without float noise: 0.9 is `p90`, 0.999 `p99.9`.
+pub fn quantile_name(q: f64) -> String {
+    let v = (q * 100.0 * 1e6).round() / 1e6;
+    format!("p{v}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groupings_parse_and_bad_ones_say_why() {
+        assert_eq!(parse_group_by("all").ok(), Some(GroupBy::All));
+        assert_eq!(parse_group_by(" edge ").ok(), Some(GroupBy::Edge));
+        assert_eq!(parse_group_by("http.url").ok(), Some(GroupBy::HttpUrl));
+        assert_eq!(
+            parse_group_by("annotation:tier").ok(),
+            Some(GroupBy::Annotation("tier".into()))
+        );
+        assert_eq!(
+            parse_group_by("time:5m").ok(),
+            Some(GroupBy::Time { period_s: 300 })
+        );
+        assert_eq!(
+            parse_group_by("time:90").ok(),
+            Some(GroupBy::Time { period_s: 90 })
+        );
+        for bad in ["colour", "annotation:", "time:0", "time:soon"] {
+            let e = parse_group_by(bad).unwrap_err().to_string();
+            assert!(e.contains(bad), "{bad}: {e}");
+        }
+        assert_eq!(quantile_name(0.5), "p50");
+        assert_eq!(quantile_name(0.999), "p99.9");
+        assert_eq!(quantile_name(1.0), "p100");
     }
 }

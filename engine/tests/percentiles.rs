@@ -39,13 +39,27 @@ fn one_file_store(dir: &std::path::Path) -> Engine {
 }
 
 fn ask(e: &Engine, by: GroupBy, mode: Mode) -> Percentiles {
-    e.percentiles(&PercentileQuery {
-        by,
-        mode,
-        quantiles: vec![0.0, 0.25, 0.5, 0.9, 0.99, 1.0],
-        ..PercentileQuery::default()
-    })
-    .unwrap()
+    let p = e
+        .percentiles(&PercentileQuery {
+            by: by.clone(),
+            mode,
+            quantiles: vec![0.0, 0.25, 0.5, 0.9, 0.99, 1.0],
+            ..PercentileQuery::default()
+        })
+        .unwrap();
+    // every key names fields of `key_fields`, in its order (the C ABI's columns)
+    let fields = by.key_fields();
+    for g in &p.groups {
+        let mut at = 0;
+        for (k, _) in &g.key {
+            at += fields[at..]
+                .iter()
+                .position(|f| f == k)
+                .unwrap_or_else(|| panic!("{by:?}: key {k:?} not in {fields:?} after {at}"))
+                + 1;
+        }
+    }
+    p
 }
 
 type Groups = BTreeMap<Vec<(String, String)>, (u64, Vec<f64>)>;

@@ -265,6 +265,78 @@ tl_status tl_get_traces(const tl_engine *e,
                         struct ArrowArrayStream *out);
 
 /**
+ * Latency percentiles. `filter` (NULL or "": every trace) selects traces, `[start,
+ * end)` is the window in epoch seconds (NaN for both: all time); `metric` is
+ * `response_time` (NULL: the default) or `duration`; `by` is `all` (NULL), `service`,
+ * `edge`, `url`, `annotation:KEY` or `time:PERIOD` (e.g. `time:5m`); `quantiles`
+ * holds `n_quantiles` values in [0, 1] (NULL with 0: 0.5, 0.9, 0.99); `mode` is `auto`
+ * (NULL), `exact` or `fast` (an error when the request needs the exact path).
+ * `histogram` non-zero adds each group's histogram.
+ *
+ * The stream has one row per group: the grouping's key fields (`service`, `type`,
+ * `account`; `caller`, `caller_type`, `service`, `type`; `url`; `annotation`;
+ * `start`, all text), `count`, `sum` (seconds), one column per quantile named `p50`,
+ * `p99.9` ... (seconds) and, when asked for, `histogram` (a list of `value`, `count`).
+ * The schema's metadata says how it was answered: `mode` (`fast` or `exact`),
+ * `relative_error`, `exact_because`, `partitions_from_rollups`, `partitions_scanned`.
+ *
+ * # Safety
+ * `e` is a live handle; each string is NULL or NUL-terminated; `quantiles` points to
+ * `n_quantiles` doubles (or is NULL with 0); `out` points to a caller-allocated
+ * `struct ArrowArrayStream`.
+ */
+tl_status tl_percentiles(const tl_engine *e,
+                         const char *filter,
+                         double start,
+                         double end,
+                         const char *metric,
+                         const char *by,
+                         const double *quantiles,
+                         size_t n_quantiles,
+                         const char *mode,
+                         int32_t histogram,
+                         struct ArrowArrayStream *out);
+
+/**
+ * The service graph (GetServiceGraph) over `[start, end)` (epoch seconds; NaN for
+ * both: all time), of the traces of the group named `group` and/or matching `filter`
+ * (either may be NULL), `mode` `auto` (NULL), `exact` or `fast`.
+ *
+ * The stream has one row per node (instrumented services, inferred downstream nodes
+ * and `client` nodes): `reference_id`, `name`, `type`, `account_id`, `root`, `state`,
+ * `start_time`, `end_time`, `ok_count`, `error_count`, `throttle_count`,
+ * `fault_count`, `total_count`, `total_response_time` (seconds; the statistics are
+ * null for client nodes), `edges` (a list of structs: `reference_id` of the callee,
+ * `start_time`, `end_time` and the same statistics) and `service`, the X-Ray `Service`
+ * object as JSON with names and histograms. The schema's metadata says how it was
+ * answered, as for [`tl_percentiles`].
+ *
+ * # Safety
+ * `e` is a live handle; `group` and `filter` are NULL or NUL-terminated strings; `out`
+ * points to a caller-allocated `struct ArrowArrayStream`.
+ */
+tl_status tl_service_graph(const tl_engine *e,
+                           const char *group,
+                           const char *filter,
+                           double start,
+                           double end,
+                           const char *mode,
+                           struct ArrowArrayStream *out);
+
+/**
+ * The service graph of the traces `ids` (GetTraceGraph; `n` ids, a malformed one is
+ * an error), in the stream of [`tl_service_graph`].
+ *
+ * # Safety
+ * `e` is a live handle; `ids` points to `n` NUL-terminated strings (or is NULL with
+ * `n` 0); `out` points to a caller-allocated `struct ArrowArrayStream`.
+ */
+tl_status tl_trace_graph(const tl_engine *e,
+                         const char *const *ids,
+                         size_t n,
+                         struct ArrowArrayStream *out);
+
+/**
  * Compacts every partition that wants it, now. `*merges` (may be NULL) gets the number
  * of merges run.
  *

@@ -28,8 +28,11 @@ use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::ffi_stream::FFI_ArrowArrayStream;
 use tracelake::{
-    Durability, Engine, EngineOptions, Error, ErrorKind, RangeType, RetentionPolicy, TraceQuery,
+    Durability, Engine, EngineOptions, Error, ErrorKind, GraphQuery, Metric, Mode, PercentileQuery,
+    RangeType, RetentionPolicy, TraceQuery,
 };
+
+mod table;
 
 /// A status code. `TL_OK` is 0; the others say what went wrong (see [`tl_last_error`]).
 pub type tl_status = i32;
@@ -142,6 +145,53 @@ unsafe fn engine<'a>(e: *const tl_engine) -> Result<&'a Engine, Fail> {
     unsafe { e.as_ref() }
         .map(|h| &h.engine)
         .ok_or_else(|| invalid("the engine handle is NULL"))
+}
+
+/// # Safety
+/// `p` is NULL or a NUL-terminated string.
+unsafe fn optional_text(p: *const c_char, what: &str) -> Result<Option<String>, Fail> {
+    if p.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: per the contract.
+    let t = unsafe { text(p, what) }?.trim();
+    Ok((!t.is_empty()).then(|| t.to_owned()))
+}
+
+/// # Safety
+/// `p` points to `n` NUL-terminated strings, or is NULL with `n` 0.
+unsafe fn texts(p: *const *const c_char, n: usize, what: &str) -> Result<Vec<String>, Fail> {
+    if n > 0 && p.is_null() {
+        return Err(invalid(format!("{what} is NULL with n > 0")));
+    }
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        // SAFETY: `p` holds `n` NUL-terminated strings (the contract).
+        out.push(unsafe { text(*p.add(i), what) }?.to_owned());
+    }
+    Ok(out)
+}
+
+/// A window `[start, end)` in epoch seconds: NaN for both is all time.
+fn window(start: f64, end: f64) -> Result<Option<(f64, f64)>, Fail> {
+    match (start.is_nan(), end.is_nan()) {
+        (true, true) => Ok(None),
+        (false, false) => Ok(Some((start, end))),
+        _ => Err(invalid(
+            "start and end must both be NaN (all time) or both be set",
+        )),
+    }
+}
+
+fn parse_mode(m: Option<&str>) -> Result<Mode, Fail> {
+    match m.unwrap_or("auto") {
+        "auto" => Ok(Mode::Auto),
+        "exact" => Ok(Mode::Exact),
+        "fast" => Ok(Mode::Fast),
+        other => Err(invalid(format!(
+            "mode {other:?}: expected auto, exact or fast"
+        ))),
+    }
 }
 
 /// This header's ABI version ([`TL_ABI_VERSION`]): check it at start-up.
@@ -516,28 +566,16 @@ pub unsafe extern "C" fn tl_trace_summaries(
     entry(|| {
         // SAFETY: per the contract.
         let engine = unsafe { engine(e) }?;
-        let filter = if filter.is_null() {
-            None
-        } else {
-            // SAFETY: per the contract.
-            Some(unsafe { text(filter, "filter") }?.to_owned())
-        };
-        let range = match (start.is_nan(), end.is_nan()) {
-            (true, true) => None,
-            (false, false) => Some((start, end, RangeType::TraceId)),
-            _ => {
-                return Err(invalid(
-                    "start and end must both be NaN (all time) or both be set",
-                ));
-            }
-        };
+        // SAFETY: per the contract.
+        let filter = unsafe { optional_text(filter, "filter") }?;
+        let range = window(start, end)?.map(|(a, b)| (a, b, RangeType::TraceId));
         let page = engine.trace_summaries(&TraceQuery {
-            filter: filter.filter(|f| !f.trim().is_empty()),
+            filter,
             range,
             limit: if limit == 0 { 100 } else { limit },
             ..TraceQuery::default()
         })?;
-        let (schema, batch) = summaries_batch(&page.trace_summaries)?;
+        let (schema, batch) = table::summaries(&page.trace_summaries)?;
         // SAFETY: per the contract.
         unsafe { write_stream(out, schema, vec![batch]) }
     })
@@ -559,96 +597,154 @@ pub unsafe extern "C" fn tl_get_traces(
     out: *mut FFI_ArrowArrayStream,
 ) -> tl_status {
     entry(|| {
-        use arrow::array::{ArrayRef, Float64Array, StringArray};
-        use arrow::datatypes::{DataType, Field, Schema};
         // SAFETY: per the contract.
         let engine = unsafe { engine(e) }?;
-        if n > 0 && ids.is_null() {
-            return Err(invalid("ids is NULL with n > 0"));
-        }
-        let mut wanted = Vec::with_capacity(n);
-        for i in 0..n {
-            // SAFETY: `ids` holds `n` NUL-terminated strings (the contract).
-            wanted.push(unsafe { text(*ids.add(i), "a trace id") }?.to_owned());
-        }
-        let answer = engine.get_traces(&wanted)?;
-        let (mut trace, mut duration, mut segment, mut document) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for t in &answer.traces {
-            for d in &t.segments {
-                trace.push(t.id.as_str());
-                duration.push(t.duration.map(|ns| ns as f64 / 1e9));
-                segment.push(d.id.as_str());
-                document.push(d.document.as_str());
-            }
-        }
-        let schema = std::sync::Arc::new(Schema::new(vec![
-            Field::new("trace_id", DataType::Utf8, false),
-            Field::new("duration", DataType::Float64, true),
-            Field::new("segment_id", DataType::Utf8, false),
-            Field::new("document", DataType::Utf8, false),
-        ]));
-        let columns: Vec<ArrayRef> = vec![
-            std::sync::Arc::new(StringArray::from(trace)),
-            std::sync::Arc::new(Float64Array::from(duration)),
-            std::sync::Arc::new(StringArray::from(segment)),
-            std::sync::Arc::new(StringArray::from(document)),
-        ];
-        let batch = RecordBatch::try_new(SchemaRef::clone(&schema), columns)
-            .map_err(|e| Fail(TL_INTERNAL, e.to_string()))?;
+        // SAFETY: per the contract.
+        let wanted = unsafe { texts(ids, n, "ids") }?;
+        let (schema, batch) = table::documents(&engine.get_traces(&wanted)?)?;
         // SAFETY: per the contract.
         unsafe { write_stream(out, schema, vec![batch]) }
     })
 }
 
-fn summaries_batch(rows: &[tracelake::TraceSummary]) -> Result<(SchemaRef, RecordBatch), Fail> {
-    use arrow::array::{ArrayRef, BooleanArray, Float64Array, StringArray};
-    use arrow::datatypes::{DataType, Field, Schema};
-    let secs = |ns: i64| ns as f64 / 1e9;
-    let schema = std::sync::Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Utf8, false),
-        Field::new("start_time", DataType::Float64, false),
-        Field::new("duration", DataType::Float64, true),
-        Field::new("response_time", DataType::Float64, true),
-        Field::new("has_fault", DataType::Boolean, false),
-        Field::new("has_error", DataType::Boolean, false),
-        Field::new("has_throttle", DataType::Boolean, false),
-        Field::new("is_partial", DataType::Boolean, false),
-        Field::new("summary", DataType::Utf8, false),
-    ]));
-    let json: Vec<String> = rows
-        .iter()
-        .map(|r| serde_json::to_string(r).map_err(|e| Fail(TL_INTERNAL, e.to_string())))
-        .collect::<Result<_, _>>()?;
-    let flag = |f: fn(&tracelake::TraceSummary) -> bool| {
-        std::sync::Arc::new(rows.iter().map(|r| Some(f(r))).collect::<BooleanArray>()) as ArrayRef
-    };
-    let columns: Vec<ArrayRef> = vec![
-        std::sync::Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.id.as_str()),
-        )),
-        std::sync::Arc::new(Float64Array::from_iter_values(
-            rows.iter().map(|r| secs(r.start_time)),
-        )),
-        std::sync::Arc::new(
-            rows.iter()
-                .map(|r| r.duration.map(secs))
-                .collect::<Float64Array>(),
-        ),
-        std::sync::Arc::new(
-            rows.iter()
-                .map(|r| r.response_time.map(secs))
-                .collect::<Float64Array>(),
-        ),
-        flag(|r| r.has_fault),
-        flag(|r| r.has_error),
-        flag(|r| r.has_throttle),
-        flag(|r| r.is_partial),
-        std::sync::Arc::new(StringArray::from_iter_values(json.iter())),
-    ];
-    let batch = RecordBatch::try_new(SchemaRef::clone(&schema), columns)
-        .map_err(|e| Fail(TL_INTERNAL, e.to_string()))?;
-    Ok((schema, batch))
+/// Latency percentiles. `filter` (NULL or "": every trace) selects traces, `[start,
+/// end)` is the window in epoch seconds (NaN for both: all time); `metric` is
+/// `response_time` (NULL: the default) or `duration`; `by` is `all` (NULL), `service`,
+/// `edge`, `url`, `annotation:KEY` or `time:PERIOD` (e.g. `time:5m`); `quantiles`
+/// holds `n_quantiles` values in [0, 1] (NULL with 0: 0.5, 0.9, 0.99); `mode` is `auto`
+/// (NULL), `exact` or `fast` (an error when the request needs the exact path).
+/// `histogram` non-zero adds each group's histogram.
+///
+/// The stream has one row per group: the grouping's key fields (`service`, `type`,
+/// `account`; `caller`, `caller_type`, `service`, `type`; `url`; `annotation`;
+/// `start`, all text), `count`, `sum` (seconds), one column per quantile named `p50`,
+/// `p99.9` ... (seconds) and, when asked for, `histogram` (a list of `value`, `count`).
+/// The schema's metadata says how it was answered: `mode` (`fast` or `exact`),
+/// `relative_error`, `exact_because`, `partitions_from_rollups`, `partitions_scanned`.
+///
+/// # Safety
+/// `e` is a live handle; each string is NULL or NUL-terminated; `quantiles` points to
+/// `n_quantiles` doubles (or is NULL with 0); `out` points to a caller-allocated
+/// `struct ArrowArrayStream`.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn tl_percentiles(
+    e: *const tl_engine,
+    filter: *const c_char,
+    start: f64,
+    end: f64,
+    metric: *const c_char,
+    by: *const c_char,
+    quantiles: *const f64,
+    n_quantiles: usize,
+    mode: *const c_char,
+    histogram: i32,
+    out: *mut FFI_ArrowArrayStream,
+) -> tl_status {
+    entry(|| {
+        // SAFETY: per the contract (every pointer below).
+        let engine = unsafe { engine(e) }?;
+        let mut q = PercentileQuery {
+            // SAFETY: as above.
+            filter: unsafe { optional_text(filter, "filter") }?,
+            range: window(start, end)?,
+            histogram: histogram != 0,
+            ..PercentileQuery::default()
+        };
+        // SAFETY: as above.
+        q.metric = match unsafe { optional_text(metric, "metric") }?.as_deref() {
+            None | Some("response_time") => Metric::ResponseTime,
+            Some("duration") => Metric::Duration,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "metric {other:?}: expected response_time or duration"
+                )));
+            }
+        };
+        // SAFETY: as above.
+        if let Some(by) = unsafe { optional_text(by, "by") }? {
+            q.by = tracelake::parse_group_by(&by)?;
+        }
+        if n_quantiles > 0 {
+            if quantiles.is_null() {
+                return Err(invalid("quantiles is NULL with n_quantiles > 0"));
+            }
+            // SAFETY: `quantiles` points to `n_quantiles` doubles (the contract).
+            q.quantiles = unsafe { std::slice::from_raw_parts(quantiles, n_quantiles) }.to_vec();
+        }
+        // SAFETY: as above.
+        q.mode = parse_mode(unsafe { optional_text(mode, "mode") }?.as_deref())?;
+        let p = engine.percentiles(&q)?;
+        let (schema, batch) = table::percentiles(&p, &q.by, q.histogram)?;
+        // SAFETY: per the contract.
+        unsafe { write_stream(out, schema, vec![batch]) }
+    })
+}
+
+/// The service graph (GetServiceGraph) over `[start, end)` (epoch seconds; NaN for
+/// both: all time), of the traces of the group named `group` and/or matching `filter`
+/// (either may be NULL), `mode` `auto` (NULL), `exact` or `fast`.
+///
+/// The stream has one row per node (instrumented services, inferred downstream nodes
+/// and `client` nodes): `reference_id`, `name`, `type`, `account_id`, `root`, `state`,
+/// `start_time`, `end_time`, `ok_count`, `error_count`, `throttle_count`,
+/// `fault_count`, `total_count`, `total_response_time` (seconds; the statistics are
+/// null for client nodes), `edges` (a list of structs: `reference_id` of the callee,
+/// `start_time`, `end_time` and the same statistics) and `service`, the X-Ray `Service`
+/// object as JSON with names and histograms. The schema's metadata says how it was
+/// answered, as for [`tl_percentiles`].
+///
+/// # Safety
+/// `e` is a live handle; `group` and `filter` are NULL or NUL-terminated strings; `out`
+/// points to a caller-allocated `struct ArrowArrayStream`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tl_service_graph(
+    e: *const tl_engine,
+    group: *const c_char,
+    filter: *const c_char,
+    start: f64,
+    end: f64,
+    mode: *const c_char,
+    out: *mut FFI_ArrowArrayStream,
+) -> tl_status {
+    entry(|| {
+        // SAFETY: per the contract (every pointer below).
+        let engine = unsafe { engine(e) }?;
+        let q = GraphQuery {
+            range: window(start, end)?,
+            // SAFETY: as above.
+            group: unsafe { optional_text(group, "group") }?,
+            // SAFETY: as above.
+            filter: unsafe { optional_text(filter, "filter") }?,
+            // SAFETY: as above.
+            mode: parse_mode(unsafe { optional_text(mode, "mode") }?.as_deref())?,
+        };
+        let (schema, batch) = table::service_graph(&engine.service_graph(&q)?)?;
+        // SAFETY: per the contract.
+        unsafe { write_stream(out, schema, vec![batch]) }
+    })
+}
+
+/// The service graph of the traces `ids` (GetTraceGraph; `n` ids, a malformed one is
+/// an error), in the stream of [`tl_service_graph`].
+///
+/// # Safety
+/// `e` is a live handle; `ids` points to `n` NUL-terminated strings (or is NULL with
+/// `n` 0); `out` points to a caller-allocated `struct ArrowArrayStream`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tl_trace_graph(
+    e: *const tl_engine,
+    ids: *const *const c_char,
+    n: usize,
+    out: *mut FFI_ArrowArrayStream,
+) -> tl_status {
+    entry(|| {
+        // SAFETY: per the contract.
+        let (engine, ids) = unsafe { (engine(e)?, texts(ids, n, "ids")?) };
+        let (schema, batch) = table::service_graph(&engine.trace_graph(&ids)?)?;
+        // SAFETY: per the contract.
+        unsafe { write_stream(out, schema, vec![batch]) }
+    })
 }
 
 /// Compacts every partition that wants it, now. `*merges` (may be NULL) gets the number

@@ -64,6 +64,21 @@ pub enum GroupBy {
     Time { period_s: u64 },
 }
 
+impl GroupBy {
+    /// The fields of a group's key, in order, for this grouping (a group may leave
+    /// `account` and the caller's fields out: nodes without an account, `client` edges).
+    pub fn key_fields(&self) -> &'static [&'static str] {
+        match self {
+            GroupBy::All => &[],
+            GroupBy::Service => &["service", "type", "account"],
+            GroupBy::Edge => &["caller", "caller_type", "service", "type"],
+            GroupBy::HttpUrl => &["url"],
+            GroupBy::Annotation(_) => &["annotation"],
+            GroupBy::Time { .. } => &["start"],
+        }
+    }
+}
+
 /// Which path answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {

@@ -65,6 +65,28 @@ def load(path):
         ctypes.c_size_t,
         ctypes.POINTER(ArrowArrayStream),
     ]
+    lib.tl_percentiles.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_char_p,
+        ctypes.c_double,
+        ctypes.c_double,
+        ctypes.c_char_p,
+        ctypes.c_char_p,
+        ctypes.POINTER(ctypes.c_double),
+        ctypes.c_size_t,
+        ctypes.c_char_p,
+        ctypes.c_int32,
+        ctypes.POINTER(ArrowArrayStream),
+    ]
+    lib.tl_service_graph.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_char_p,
+        ctypes.c_char_p,
+        ctypes.c_double,
+        ctypes.c_double,
+        ctypes.c_char_p,
+        ctypes.POINTER(ArrowArrayStream),
+    ]
     return lib
 
 
@@ -127,6 +149,27 @@ def main():
         first = json.loads(summaries.column("summary")[0].as_py())
         assert first["Id"] == summaries.column("id")[0].as_py()
 
+        qs = (ctypes.c_double * 2)(0.5, 0.99)
+        pct = table(
+            lib,
+            lambda out: lib.tl_percentiles(
+                engine, None, nan, nan, None, b"service", qs, 2, b"exact", 0, out
+            ),
+            "percentiles",
+        )
+        assert pct.column_names == ["service", "type", "account", "count", "sum", "p50", "p99"], (
+            pct.column_names
+        )
+        assert pct.schema.metadata[b"mode"] == b"exact", pct.schema.metadata
+        graph = table(
+            lib,
+            lambda out: lib.tl_service_graph(engine, None, None, nan, nan, None, out),
+            "service graph",
+        )
+        assert graph.num_rows > 2 and "edges" in graph.column_names, graph.schema
+        edges = graph.column("edges").combine_chunks().flatten()
+        assert len(edges) > 0 and edges.type.get_field_index("total_count") >= 0, edges.type
+
         stream = ArrowArrayStream()
         status = lib.tl_sql(engine, b"SELEC nonsense", ctypes.byref(stream))
         assert status == TL_INVALID_ARGUMENT and stream.release is None, status
@@ -150,9 +193,23 @@ def main():
             len(ids),
             summaries.num_rows,
         )
+        rust_pct = cli("percentiles", "--by", "service", "--q", "50,99", "--mode", "exact")[0]
+        key = lambda g: (g["service"], g["type"], g.get("account"))  # noqa: E731
+        want = {key(g): (g["count"], g["p50"], g["p99"]) for g in rust_pct["groups"]}
+        got = {key(g): (g["count"], g["p50"], g["p99"]) for g in pct.to_pylist()}
+        assert got == want, (got, want)
+        rust_graph = cli("graph")[0]
+        want = sorted(
+            (s["Name"], s["Type"], (s.get("SummaryStatistics") or {}).get("TotalCount"))
+            for s in rust_graph["Services"]
+        )
+        got = sorted(zip(graph.column("name").to_pylist(), graph.column("type").to_pylist(),
+                         graph.column("total_count").to_pylist()))
+        assert got == want, (got, want)
         print(
             f"ok: {accepted} documents, {rows} rows, {traces} traces, "
-            f"{summaries.num_rows} faulty traces, same as the Rust API"
+            f"{summaries.num_rows} faulty traces, {pct.num_rows} percentile groups, "
+            f"{graph.num_rows} graph nodes with {len(edges)} edges, same as the Rust API"
         )
 
 

@@ -63,6 +63,37 @@ static int64_t scalar(tl_engine *e, const char *sql) {
   return value;
 }
 
+/* The value of `key` in an Arrow schema's metadata (int32 count, then int32-length
+ * prefixed keys and values), copied into buf; 0 when absent. */
+static int metadata(const struct ArrowSchema *schema, const char *key, char *buf, size_t cap) {
+  const char *m = schema->metadata;
+  if (m == NULL) return 0;
+  int32_t n, len;
+  memcpy(&n, m, 4);
+  m += 4;
+  for (int32_t i = 0; i < n; i++) {
+    memcpy(&len, m, 4);
+    int match = (size_t)len == strlen(key) && memcmp(m + 4, key, (size_t)len) == 0;
+    m += 4 + len;
+    memcpy(&len, m, 4);
+    if (match) {
+      size_t k = (size_t)len < cap - 1 ? (size_t)len : cap - 1;
+      memcpy(buf, m + 4, k);
+      buf[k] = 0;
+      return 1;
+    }
+    m += 4 + len;
+  }
+  return 0;
+}
+
+/* The index of the column called `name`, or -1. */
+static int column(const struct ArrowSchema *schema, const char *name) {
+  for (int64_t i = 0; i < schema->n_children; i++)
+    if (strcmp(schema->children[i]->name, name) == 0) return (int)i;
+  return -1;
+}
+
 int main(int argc, char **argv) {
   CHECK(argc == 3, "usage: smoke STORE_DIR CORPUS_FILE");
   CHECK(tl_abi_version() == TL_ABI_VERSION, "ABI version");
@@ -169,6 +200,95 @@ int main(int argc, char **argv) {
   }
   docs.release(&docs);
   CHECK(documents >= 1, "documents of %s: %lld", first_id, (long long)documents);
+
+  /* p50 and p99 of response times per service, with histograms */
+  const double qs[] = {0.5, 0.99};
+  struct ArrowArrayStream pct;
+  memset(&pct, 0, sizeof pct);
+  CHECK(tl_percentiles(e, NULL, NAN, NAN, NULL, "service", qs, 2, "exact", 1, &pct) == TL_OK,
+        "percentiles");
+  struct ArrowSchema pschema;
+  CHECK(pct.get_schema(&pct, &pschema) == 0, "percentiles schema");
+  int count_col = column(&pschema, "count"), p50 = column(&pschema, "p50"),
+      p99 = column(&pschema, "p99");
+  CHECK(column(&pschema, "service") == 0 && count_col == 3 && p50 == 5 && p99 == 6 &&
+            column(&pschema, "histogram") == 7,
+        "percentile columns");
+  CHECK(strcmp(pschema.children[count_col]->format, "L") == 0, "count is uint64");
+  CHECK(strcmp(pschema.children[7]->format, "+l") == 0, "histogram is a list");
+  char how[64] = {0};
+  CHECK(metadata(&pschema, "mode", how, sizeof how) && strcmp(how, "exact") == 0,
+        "answered exactly, got %s", how);
+  CHECK(metadata(&pschema, "relative_error", how, sizeof how) && strcmp(how, "0") == 0,
+        "no error bound, got %s", how);
+  pschema.release(&pschema);
+  uint64_t counted = 0;
+  int64_t groups = 0;
+  for (;;) {
+    struct ArrowArray array;
+    CHECK(pct.get_next(&pct, &array) == 0, "percentiles get_next");
+    if (array.release == NULL) break;
+    const uint64_t *counts = (const uint64_t *)array.children[count_col]->buffers[1];
+    const double *lo = (const double *)array.children[p50]->buffers[1];
+    const double *hi = (const double *)array.children[p99]->buffers[1];
+    for (int64_t i = 0; i < array.length; i++) {
+      counted += counts[i];
+      CHECK(lo[i] >= 0 && lo[i] <= hi[i], "p50 %g <= p99 %g", lo[i], hi[i]);
+    }
+    groups += array.length;
+    array.release(&array);
+  }
+  pct.release(&pct);
+  CHECK(groups > 1 && counted > (uint64_t)groups, "%lld groups, %llu values",
+        (long long)groups, (unsigned long long)counted);
+  CHECK(tl_percentiles(e, NULL, NAN, NAN, NULL, "colour", NULL, 0, NULL, 0, &pct) ==
+            TL_INVALID_ARGUMENT && strstr(tl_last_error(), "colour") != NULL,
+        "a bad grouping is refused by name");
+  CHECK(tl_percentiles(e, NULL, NAN, NAN, "weight", NULL, NULL, 0, NULL, 0, &pct) ==
+            TL_INVALID_ARGUMENT && strstr(tl_last_error(), "weight") != NULL,
+        "a bad metric is refused by name");
+
+  /* the service graph: nodes with their edges */
+  struct ArrowArrayStream graph;
+  memset(&graph, 0, sizeof graph);
+  CHECK(tl_service_graph(e, NULL, NULL, NAN, NAN, NULL, &graph) == TL_OK, "service graph");
+  struct ArrowSchema gschema;
+  CHECK(graph.get_schema(&graph, &gschema) == 0, "graph schema");
+  int edges_col = column(&gschema, "edges"), name_col = column(&gschema, "name");
+  CHECK(edges_col > 0 && name_col == 1 && column(&gschema, "service") > edges_col,
+        "graph columns");
+  CHECK(strcmp(gschema.children[edges_col]->format, "+l") == 0, "edges is a list");
+  gschema.release(&gschema);
+  int64_t nodes = 0, edges = 0;
+  for (;;) {
+    struct ArrowArray array;
+    CHECK(graph.get_next(&graph, &array) == 0, "graph get_next");
+    if (array.release == NULL) break;
+    const int32_t *offsets = (const int32_t *)array.children[edges_col]->buffers[1];
+    edges += offsets[array.length] - offsets[0];
+    nodes += array.length;
+    array.release(&array);
+  }
+  graph.release(&graph);
+  CHECK(nodes > 2 && edges > 0, "%lld nodes, %lld edges", (long long)nodes,
+        (long long)edges);
+  CHECK(tl_service_graph(e, "no-such-group", NULL, NAN, NAN, NULL, &graph) ==
+            TL_INVALID_ARGUMENT,
+        "an unknown group is refused");
+  CHECK(tl_trace_graph(e, wanted, 1, &graph) == TL_OK, "trace graph of %s", first_id);
+  int64_t trace_nodes = 0;
+  for (;;) {
+    struct ArrowArray array;
+    CHECK(graph.get_next(&graph, &array) == 0, "trace graph get_next");
+    if (array.release == NULL) break;
+    trace_nodes += array.length;
+    array.release(&array);
+  }
+  graph.release(&graph);
+  CHECK(trace_nodes >= 2 && trace_nodes <= nodes, "trace graph nodes %lld",
+        (long long)trace_nodes);
+  printf("percentile groups %lld, graph nodes %lld edges %lld\n", (long long)groups,
+         (long long)nodes, (long long)edges);
 
   /* a bad query: an error with a message, the stream untouched */
   struct ArrowArrayStream stream;
