@@ -166,6 +166,7 @@ pub fn parse<'a>(bytes: &'a [u8], limits: &Limits) -> Result<LazyDocument<'a>, P
             ),
         ));
     }
+    check_utf8(bytes)?;
     check_json_depth(bytes)?;
     check_is_object(bytes)?;
     let mut de = sonic_rs::Deserializer::from_slice(bytes);
@@ -187,6 +188,7 @@ pub fn parse_serde_json<'a>(
             "document too large",
         ));
     }
+    check_utf8(bytes)?;
     check_json_depth(bytes)?;
     check_is_object(bytes)?;
     let mut de = serde_json::Deserializer::from_slice(bytes);
@@ -236,6 +238,17 @@ fn check_json_depth(bytes: &[u8]) -> Result<(), Problem> {
         }
     }
     Ok(())
+}
+
+/// The whole document must be UTF-8, values kept raw included: sonic-rs checks only
+/// what it decodes, and panics reading a raw value that is not (found by fuzzing).
+fn check_utf8(bytes: &[u8]) -> Result<(), Problem> {
+    std::str::from_utf8(bytes).map(|_| ()).map_err(|e| {
+        Problem::new(
+            RejectCode::InvalidJson,
+            format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+        )
+    })
 }
 
 fn check_is_object(bytes: &[u8]) -> Result<(), Problem> {
@@ -532,6 +545,27 @@ mod tests {
         parse(json.as_bytes(), &Limits::default())
             .err()
             .map(|p| p.code)
+    }
+
+    #[test]
+    fn invalid_utf8_anywhere_is_refused_by_position() {
+        // in a value sonic-rs keeps raw (an unknown key), where it used to panic
+        for key in ["trac$e_id", "name"] {
+            let mut doc = format!(
+                r#"{{"id":"70de5b6f19ff9a0a","{key}":"bad-X","trace_id":"1-6b0143fc-5a02990aabf3c62c483652dd","start_time":1,"end_time":2,"name":"n"}}"#
+            )
+            .into_bytes();
+            let x = doc.iter().position(|b| *b == b'X').unwrap();
+            doc[x] = 0x9d;
+            for p in [
+                parse(&doc, &Limits::default()).map(|_| ()),
+                parse_serde_json(&doc, &Limits::default()).map(|_| ()),
+            ] {
+                let p = p.unwrap_err();
+                assert_eq!(p.code, RejectCode::InvalidJson, "{key}: {}", p.message);
+                assert!(p.message.contains(&format!("byte {x}")), "{}", p.message);
+            }
+        }
     }
 
     #[test]
