@@ -37,7 +37,7 @@ use datafusion::physical_plan::union::UnionExec;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, RowSelection, RowSelector};
 use tracelake_storage::{PartitionKey, Snapshot, TraceId, datafile, schema};
 
-use crate::prune::{IndexCache, rows_of_traces};
+use crate::prune::{FileBounds, IndexCache, rows_of_traces};
 
 /// Where a table gets its snapshots from (the store, in practice).
 pub trait SnapshotSource: Send + Sync + fmt::Debug {
@@ -506,8 +506,15 @@ impl SpansTable {
         let resolutions = self.resolutions(&snap)?;
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         let mut files = Vec::with_capacity(snap.files.len());
+        let bounds = FileBounds::of(filters);
         {
             for f in snap.files.iter() {
+                if !bounds.admit(f) {
+                    // its manifest bounds exclude it: never opened
+                    let groups = (f.rows as usize).div_ceil(datafile::ROW_GROUP_ROWS);
+                    self.counters.add(0, groups);
+                    continue;
+                }
                 let path = snap.root.join(&f.path);
                 let mut pf = PartitionedFile::new(path.to_string_lossy().into_owned(), f.bytes);
                 let upsert = resolutions.get(&f.partition).and_then(|r| r.0.get(&f.id));

@@ -1,5 +1,7 @@
 //! Index pruning: open sidecars (cached per file), evaluate a filter's [`Candidates`] to a
-//! set of trace ids, and turn trace ids into row selections of data files.
+//! set of trace ids, and turn trace ids into row selections of data files. Before any
+//! of that, [`FileBounds`] drops the files whose manifest bounds (trace ids, start
+//! times) a scan's filters exclude: they are never opened.
 //!
 //! Every answer here is a superset: memtable traces are always candidates, and a file
 //! whose sidecar is missing or damaged turns pruning off for the query (with a warning),
@@ -11,6 +13,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, AsArray};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, expr::InList};
 use tracelake_storage::index::{Index, RoaringBitmap};
 use tracelake_storage::manifest::FileMeta;
 use tracelake_storage::schema::col;
@@ -21,6 +25,126 @@ use crate::lower::{Candidates, Probe};
 /// A set of trace ids with a fast hash (ids are random; SipHash showed up in profiles of
 /// selective searches over large stores).
 pub(crate) type TraceSet = HashSet<TraceId, foldhash::fast::RandomState>;
+
+/// The trace ids and start times a scan's filters allow (inclusive bounds): a file whose
+/// manifest bounds lie outside them holds no row the scan wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileBounds {
+    trace: (u128, u128),
+    /// Through [`ordered`].
+    start_ns: (u128, u128),
+}
+
+impl FileBounds {
+    /// The bounds of the conjunction of `filters` on `trace_id` and `start_ns`
+    /// (comparisons with literals, `IN` lists); other filters allow everything.
+    pub(crate) fn of(filters: &[Expr]) -> FileBounds {
+        let mut b = FileBounds {
+            trace: (0, u128::MAX),
+            start_ns: (0, u128::MAX),
+        };
+        for f in filters {
+            b.narrow(f);
+        }
+        b
+    }
+
+    fn narrow(&mut self, e: &Expr) {
+        let trace = |e: &Expr| match e {
+            Expr::Literal(ScalarValue::FixedSizeBinary(16, Some(v)), _) => {
+                TraceId::from_slice(v).map(|t| t.as_u128())
+            }
+            _ => None,
+        };
+        let start = |e: &Expr| match e {
+            Expr::Literal(ScalarValue::Int64(Some(v)), _) => Some(ordered(*v)),
+            _ => None,
+        };
+        fn column(e: &Expr) -> Option<&str> {
+            match e {
+                Expr::Column(c) => Some(c.name.as_str()),
+                _ => None,
+            }
+        }
+        match e {
+            Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::And,
+                right,
+            }) => {
+                self.narrow(left);
+                self.narrow(right);
+            }
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                // `column op literal`, or `literal op column` read the other way
+                let (name, op, value) = match (column(left), column(right)) {
+                    (Some(n), None) => (n, *op, right.as_ref()),
+                    (None, Some(n)) => match op.swap() {
+                        Some(op) => (n, op, left.as_ref()),
+                        None => return,
+                    },
+                    _ => return,
+                };
+                if name == col::TRACE_ID {
+                    if let Some(v) = trace(value) {
+                        narrow(&mut self.trace, op, v);
+                    }
+                } else if name == col::START_NS
+                    && let Some(v) = start(value)
+                {
+                    narrow(&mut self.start_ns, op, v);
+                }
+            }
+            Expr::InList(InList {
+                expr,
+                list,
+                negated: false,
+            }) if column(expr) == Some(col::TRACE_ID) => {
+                let ids: Option<Vec<u128>> = list.iter().map(trace).collect();
+                if let Some(ids) = ids {
+                    let lo = ids.iter().copied().min().unwrap_or(u128::MAX);
+                    let hi = ids.iter().copied().max().unwrap_or(0);
+                    narrow(&mut self.trace, Operator::GtEq, lo);
+                    narrow(&mut self.trace, Operator::LtEq, hi);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether `f` may hold rows within the bounds (unknown bounds: it may).
+    pub(crate) fn admit(&self, f: &FileMeta) -> bool {
+        if self.trace.0 > self.trace.1 || self.start_ns.0 > self.start_ns.1 {
+            return false; // the filters contradict each other
+        }
+        let id = |h: &str| u128::from_str_radix(h, 16).ok();
+        let traces = match (id(&f.min_trace_id), id(&f.max_trace_id)) {
+            (Some(lo), Some(hi)) => hi >= self.trace.0 && lo <= self.trace.1,
+            _ => true,
+        };
+        traces
+            && ordered(f.max_start_ns) >= self.start_ns.0
+            && ordered(f.min_start_ns) <= self.start_ns.1
+    }
+}
+
+/// Narrows inclusive bounds `b` by `op v`. Saturation at the ends keeps one value too
+/// many, never one too few: bounds only ever admit a superset.
+fn narrow(b: &mut (u128, u128), op: Operator, v: u128) {
+    match op {
+        Operator::Eq => *b = (b.0.max(v), b.1.min(v)),
+        Operator::Gt => b.0 = b.0.max(v.saturating_add(1)),
+        Operator::GtEq => b.0 = b.0.max(v),
+        Operator::Lt => b.1 = b.1.min(v.saturating_sub(1)),
+        Operator::LtEq => b.1 = b.1.min(v),
+        _ => {}
+    }
+}
+
+/// An `i64` mapped onto `u128`, order kept.
+fn ordered(v: i64) -> u128 {
+    u128::from((v as u64) ^ (1 << 63))
+}
 
 /// Open sidecars by file id (`None`: the sidecar is unusable; the file is scanned).
 #[derive(Debug, Default)]
@@ -298,4 +422,128 @@ pub(crate) fn rows_of_traces(index: &Index, traces: &[TraceId]) -> Vec<Range<u32
         }
     }
     merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::logical_expr::{col as column, lit};
+    use proptest::prelude::*;
+
+    fn trace_lit(v: u8) -> Expr {
+        let mut b = [0u8; 16];
+        b[15] = v;
+        lit(ScalarValue::FixedSizeBinary(16, Some(b.to_vec())))
+    }
+
+    fn file(traces: (u8, u8), starts: (i64, i64)) -> FileMeta {
+        let hex = |v: u8| format!("{:032x}", v);
+        FileMeta {
+            id: 1,
+            partition: tracelake_storage::PartitionKey(0),
+            path: String::new(),
+            rows: 1,
+            bytes: 1,
+            min_start_ns: starts.0,
+            max_start_ns: starts.1,
+            min_trace_id: hex(traces.0),
+            max_trace_id: hex(traces.1),
+            max_revision: 0,
+            shadows: false,
+            format_version: 1,
+            rollup_version: 0,
+            shares_traces: false,
+            shared_traces: None,
+        }
+    }
+
+    /// One comparison: on the trace id (true) or the start time, an operator, a value,
+    /// and whether the literal is written first.
+    type Cmp = (bool, u8, i64, bool);
+
+    const OPS: [Operator; 6] = [
+        Operator::Eq,
+        Operator::Lt,
+        Operator::LtEq,
+        Operator::Gt,
+        Operator::GtEq,
+        Operator::NotEq,
+    ];
+
+    fn expr(&(on_trace, op, v, flipped): &Cmp) -> Expr {
+        let (c, l) = if on_trace {
+            (column(col::TRACE_ID), trace_lit(v as u8))
+        } else {
+            (column(col::START_NS), lit(v - 10))
+        };
+        let op = OPS[op as usize % OPS.len()];
+        if flipped {
+            Expr::BinaryExpr(BinaryExpr::new(
+                Box::new(l),
+                op.swap().unwrap_or(op),
+                Box::new(c),
+            ))
+        } else {
+            Expr::BinaryExpr(BinaryExpr::new(Box::new(c), op, Box::new(l)))
+        }
+    }
+
+    fn holds(&(on_trace, op, v, _): &Cmp, trace: i64, start: i64) -> bool {
+        let (x, v) = if on_trace {
+            (trace, v)
+        } else {
+            (start, v - 10)
+        };
+        match OPS[op as usize % OPS.len()] {
+            Operator::Eq => x == v,
+            Operator::Lt => x < v,
+            Operator::LtEq => x <= v,
+            Operator::Gt => x > v,
+            Operator::GtEq => x >= v,
+            _ => x != v,
+        }
+    }
+
+    proptest! {
+        /// A file is admitted exactly when some (trace id, start) point of its bounds
+        /// satisfies every comparison (brute force over a small domain).
+        #[test]
+        fn bounds_admit_exactly_the_files_with_wanted_points(
+            cmps in proptest::collection::vec((any::<bool>(), 0u8..6, 0i64..20, any::<bool>()), 0..4),
+            t in (0u8..20, 0u8..20),
+            s in (-10i64..10, -10i64..10),
+            as_one in any::<bool>(),
+        ) {
+            let (t, s) = ((t.0.min(t.1), t.0.max(t.1)), (s.0.min(s.1), s.0.max(s.1)));
+            let exprs: Vec<Expr> = cmps.iter().map(expr).collect();
+            let bounds = if as_one && !exprs.is_empty() {
+                FileBounds::of(&[datafusion::logical_expr::utils::conjunction(exprs).unwrap()])
+            } else {
+                FileBounds::of(&exprs)
+            };
+            // `!=` narrows nothing: compare with the other comparisons alone
+            let narrowing: Vec<Cmp> = cmps.iter().copied().filter(|c| c.1 % 6 != 5).collect();
+            let wanted = (i64::from(t.0)..=i64::from(t.1)).any(|tr| {
+                (s.0..=s.1).any(|st| narrowing.iter().all(|c| holds(c, tr, st)))
+            });
+            prop_assert_eq!(bounds.admit(&file(t, s)), wanted);
+        }
+    }
+
+    #[test]
+    fn in_lists_and_unknown_bounds() {
+        let f = file((5, 9), (0, 0));
+        let list = |v: &[u8]| {
+            FileBounds::of(&[
+                column(col::TRACE_ID).in_list(v.iter().map(|&x| trace_lit(x)).collect(), false)
+            ])
+        };
+        assert!(list(&[1, 7]).admit(&f));
+        assert!(!list(&[1, 2]).admit(&f));
+        assert!(!list(&[10, 12]).admit(&f));
+        // a file without trace bounds is always read
+        let mut unknown = f.clone();
+        unknown.min_trace_id.clear();
+        assert!(list(&[1, 2]).admit(&unknown));
+    }
 }
