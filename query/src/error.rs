@@ -38,6 +38,11 @@ impl Error {
                 D::SQL(..) | D::Plan(_) | D::SchemaError(..) | D::NotImplemented(_) => {
                     ErrorKind::InvalidQuery
                 }
+                // a data file that does not read as Parquet, or not at all
+                D::ParquetError(_) => ErrorKind::Storage(tracelake_storage::ErrorKind::Corrupt),
+                D::ObjectStore(_) | D::IoError(_) => {
+                    ErrorKind::Storage(tracelake_storage::ErrorKind::Io)
+                }
                 D::External(e) => match e.downcast_ref::<tracelake_storage::Error>() {
                     Some(s) => ErrorKind::Storage(s.kind()),
                     None => ErrorKind::Execution,
