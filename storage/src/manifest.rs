@@ -113,9 +113,27 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Manifest> {
             what: format!("{}: checksum mismatch", path.display()),
         });
     }
-    serde_json::from_slice(body).map_err(|e| Error::Corrupt {
+    let m: Manifest = serde_json::from_slice(body).map_err(|e| Error::Corrupt {
         what: format!("{}: {e}", path.display()),
-    })
+    })?;
+    // Files live under spans/: a path that leaves it (absolute, `..`) is damage, and
+    // must never be opened or deleted.
+    for f in &m.files {
+        let mut parts = Path::new(&f.path).components();
+        let inside = parts.next() == Some(std::path::Component::Normal("spans".as_ref()))
+            && parts.all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !inside {
+            return Err(Error::Corrupt {
+                what: format!(
+                    "{}: file {} has the path {:?}, outside the store's spans/ directory",
+                    path.display(),
+                    f.id,
+                    f.path
+                ),
+            });
+        }
+    }
+    Ok(m)
 }
 
 /// Encodes a manifest into file bytes.

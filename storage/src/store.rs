@@ -217,7 +217,16 @@ impl Store {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path)(e)),
         }
-        let manifest = manifest::load(&root)?;
+        let manifest = match load_manifest(&root)? {
+            Some(m) => m,
+            None => {
+                // A new store commits an empty manifest first: from then on, data files
+                // without a manifest mean a lost one, never a crash mid-flush.
+                let mut m = Manifest::default();
+                manifest::commit(&root, &mut m)?;
+                m
+            }
+        };
         remove_orphans(&root, &manifest)?;
 
         // Replay what the WAL holds beyond the manifest.
@@ -319,7 +328,7 @@ impl Store {
                 root.display()
             )));
         }
-        let manifest = manifest::load(&root)?;
+        let manifest = load_manifest(&root)?.unwrap_or_default();
         let shared = Arc::new(Shared {
             root,
             options: StoreOptions::default(),
@@ -1209,6 +1218,56 @@ fn shared_traces(
 }
 
 /// Removes data and rollup files that no manifest names (left by a crash mid-flush).
+/// The newest manifest, or `None` for a new store. A store with data files but no
+/// manifest refuses to open: it would look empty, and opening it for writing would
+/// remove every data file as an orphan.
+fn load_manifest(root: &Path) -> Result<Option<Manifest>> {
+    if manifest::exists(root)? {
+        return manifest::load(root).map(Some);
+    }
+    let mut stack = vec![root.join("spans")];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&dir) else { continue };
+        for entry in rd {
+            let path = entry.map_err(Error::io(&dir))?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                return Err(Error::Corrupt {
+                    what: format!(
+                        "{} has no MANIFEST file but holds data files (e.g. {}): the \
+                         manifest is lost. Restore the MANIFEST-* file from a backup, or move \
+                         spans/ and rollups/ away to start an empty store",
+                        root.display(),
+                        path.strip_prefix(root).unwrap_or(&path).display()
+                    ),
+                });
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The id in the name of a data file or sidecar (`<id>.parquet`, `_<id>.parquet.idx`).
+fn file_id_of(name: &str) -> Option<u64> {
+    let stem = name.strip_prefix('_').unwrap_or(name);
+    let hex = stem
+        .strip_suffix(".parquet.idx")
+        .or_else(|| stem.strip_suffix(".parquet"))?;
+    if hex.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+/// Where orphans that may still hold data are set aside.
+pub const ORPHANS_DIR: &str = "orphans";
+
+/// Files under spans/ and rollups/ that the manifest does not list. Those of files the
+/// manifest's history already replaced (ids below its `next_file_id`) are deleted.
+/// Newer ones are what a flush or compaction cut short left (its data is still in the
+/// WAL or the older files) or, after damage, files of a lost newer manifest: they are
+/// moved into `orphans/`, never deleted. Files not named like ours are left alone.
 fn remove_orphans(root: &Path, m: &Manifest) -> Result<()> {
     let mut live: std::collections::HashSet<String> =
         m.files.iter().map(|f| f.path.clone()).collect();
@@ -1218,6 +1277,7 @@ fn remove_orphans(root: &Path, m: &Manifest) -> Result<()> {
         live.insert(side.to_string_lossy().replace('\\', "/"));
         live.insert(crate::rollup::relative_path(f.partition, f.id));
     }
+    let mut set_aside = Vec::new();
     let mut stack = vec![root.join("spans"), root.join("rollups")];
     while let Some(dir) = stack.pop() {
         let rd = match fs::read_dir(&dir) {
@@ -1230,14 +1290,40 @@ fn remove_orphans(root: &Path, m: &Manifest) -> Result<()> {
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if let Ok(rel) = path.strip_prefix(root) {
-                let rel = rel.to_string_lossy().replace('\\', "/");
-                if !live.contains(rel.as_str()) {
+                continue;
+            }
+            let Ok(rel) = path.strip_prefix(root) else {
+                continue;
+            };
+            let rel = rel.to_string_lossy().replace('\\', "/");
+            if live.contains(rel.as_str()) {
+                continue;
+            }
+            match file_id_of(&entry.file_name().to_string_lossy()) {
+                Some(id) if id < m.next_file_id => {
                     tracing::info!(file = %rel, "removing orphan file");
                     fs::remove_file(&path).map_err(Error::io(&path))?;
                 }
+                Some(_) => {
+                    let to = root.join(ORPHANS_DIR).join(&rel);
+                    if let Some(parent) = to.parent() {
+                        fs::create_dir_all(parent).map_err(Error::io(parent))?;
+                    }
+                    fs::rename(&path, &to).map_err(Error::io(&path))?;
+                    set_aside.push(rel);
+                }
+                None => {}
             }
         }
+    }
+    if !set_aside.is_empty() {
+        tracing::warn!(
+            files = set_aside.len(),
+            first = %set_aside[0],
+            "files newer than the manifest set aside in orphans/: a flush or compaction cut \
+             short (its data is still in the WAL or older files), or files of a lost newer \
+             manifest (restore it and move them back)"
+        );
     }
     Ok(())
 }
