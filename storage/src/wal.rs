@@ -80,6 +80,8 @@ pub struct ReplayStats {
     pub records: u64,
     /// Bytes cut off torn tails.
     pub truncated_bytes: u64,
+    /// Damaged bytes skipped in the middle of files (the records after them were kept).
+    pub damaged_bytes: u64,
     pub last_seq: u64,
 }
 
@@ -126,11 +128,16 @@ pub fn replay(dir: &Path, repair: bool, mut f: impl FnMut(u64, &[u8])) -> Result
             stats.truncated_bytes += data.len() as u64;
             continue;
         }
-        let pos = decode(&path, &data, |seq, doc| {
+        let decoded = decode(&path, &data, |seq, doc| {
             f(seq, doc);
             stats.records += 1;
             stats.last_seq = stats.last_seq.max(seq);
         })?;
+        for &(at, len) in &decoded.skipped {
+            stats.damaged_bytes += len as u64;
+            tracing::error!(file = %path.display(), at, bytes = len, "WAL bytes are damaged; the records they held are lost, the ones after them kept");
+        }
+        let pos = decoded.end;
         if pos < data.len() {
             stats.truncated_bytes += (data.len() - pos) as u64;
             tracing::warn!(file = %path.display(), at = pos, cut = data.len() - pos, "WAL tail is torn; truncating");
@@ -142,11 +149,22 @@ pub fn replay(dir: &Path, repair: bool, mut f: impl FnMut(u64, &[u8])) -> Result
     Ok(stats)
 }
 
+/// What [`decode`] found in one WAL file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decoded {
+    /// Where the last intact record ends: `data.len()` unless the tail is torn.
+    pub end: usize,
+    /// Damaged regions before `end` that were skipped, as (offset, length): the intact
+    /// records after each were kept.
+    pub skipped: Vec<(usize, usize)>,
+}
+
 /// Decodes the bytes of one WAL file (`path` names it in errors): calls `f(seq,
-/// document)` for each intact record in order and returns where they end, which is
-/// `data.len()` unless the tail is torn or corrupt. A missing header or another format
-/// version is an error.
-pub fn decode(path: &Path, data: &[u8], mut f: impl FnMut(u64, &[u8])) -> Result<usize> {
+/// document)` for each intact record in order. Damage in the middle of the file costs
+/// only the records it hit: decoding goes on at the next intact record whose sequence
+/// number follows the last one seen. A missing header or another format version is an
+/// error.
+pub fn decode(path: &Path, data: &[u8], mut f: impl FnMut(u64, &[u8])) -> Result<Decoded> {
     if data.len() < HEADER_LEN || &data[..5] != MAGIC {
         return Err(Error::Corrupt {
             what: format!("{} is not a Tracelake WAL file", path.display()),
@@ -159,12 +177,48 @@ pub fn decode(path: &Path, data: &[u8], mut f: impl FnMut(u64, &[u8])) -> Result
             supported: u32::from(VERSION),
         });
     }
+    // the file's name holds its first sequence number
+    let mut last = path
+        .file_name()
+        .and_then(|n| {
+            n.to_str()?
+                .strip_prefix("wal-")?
+                .strip_suffix(".log")?
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |first| first.saturating_sub(1));
+    let mut out = Decoded::default();
     let mut pos = HEADER_LEN;
-    while let Some((seq, doc, len)) = data.get(pos..).and_then(read_record) {
-        f(seq, doc);
-        pos += len;
+    loop {
+        while let Some((seq, doc, len)) = data.get(pos..).and_then(read_record) {
+            f(seq, doc);
+            last = last.max(seq);
+            pos += len;
+        }
+        out.end = pos;
+        match resync(data, pos, last) {
+            Some(next) => {
+                out.skipped.push((pos, next - pos));
+                pos = next;
+            }
+            None => return Ok(out),
+        }
     }
-    Ok(pos)
+}
+
+/// The next intact record after damage at `from`: one whose sequence number follows
+/// `last` by no more than the bytes left could hold (checked before its CRC, so that
+/// scanning damaged bytes stays cheap).
+fn resync(data: &[u8], from: usize, last: u64) -> Option<usize> {
+    let most = ((data.len() - from) / (RECORD_HEADER + 8)) as u64 + 1;
+    (from + 1..data.len()).find(|&p| {
+        let seq = data
+            .get(p + RECORD_HEADER..p + RECORD_HEADER + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes);
+        seq.is_some_and(|s| s > last && s - last <= most) && read_record(&data[p..]).is_some()
+    })
 }
 
 /// Encodes one record (`[len][crc][seq][document]`) onto `out`.
@@ -410,5 +464,44 @@ mod tests {
         fs::write(&path, &data).unwrap();
         let (got, _) = read_all(&dir);
         assert_eq!(got, vec![(1, b"one".to_vec())]);
+    }
+
+    #[test]
+    fn damage_in_the_middle_costs_only_the_records_it_hit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("wal");
+        let mut w = Wal::create(&dir, 10).unwrap();
+        for seq in 10..16 {
+            w.append(seq, format!("{{\"n\":{seq}}}").as_bytes());
+        }
+        w.write().unwrap();
+        let path = w.path.clone();
+        drop(w);
+        let clean = fs::read(&path).unwrap();
+        let record = (clean.len() - HEADER_LEN) / 6;
+        for (what, at) in [
+            ("payload", HEADER_LEN + 2 * record + RECORD_HEADER + 9),
+            ("length", HEADER_LEN + 2 * record),
+            ("sequence number", HEADER_LEN + 2 * record + RECORD_HEADER),
+        ] {
+            let mut data = clean.clone();
+            data[at] ^= 0x5a;
+            fs::write(&path, &data).unwrap();
+            let (got, stats) = read_all(&dir);
+            let seqs: Vec<u64> = got.iter().map(|(s, _)| *s).collect();
+            assert_eq!(seqs, vec![10, 11, 13, 14, 15], "{what}");
+            assert_eq!(stats.damaged_bytes, record as u64, "{what}");
+            assert_eq!(stats.truncated_bytes, 0, "{what}");
+            // nothing was cut: the damaged file replays the same again
+            assert_eq!(fs::read(&path).unwrap(), data, "{what}");
+        }
+        // damage at the very end is a torn tail: cut
+        let mut data = clean.clone();
+        let n = data.len();
+        data[n - 1] ^= 0x5a;
+        fs::write(&path, &data).unwrap();
+        let (got, stats) = read_all(&dir);
+        assert_eq!(got.len(), 5);
+        assert_eq!(stats.truncated_bytes, record as u64);
     }
 }
