@@ -379,12 +379,20 @@ impl Store {
         let mut accepted = Vec::with_capacity(pieces.len());
         for (index, piece) in pieces.iter().enumerate() {
             let problem = match &piece.doc {
-                Ok(bytes) => match segment::parse(bytes, &s.options.limits) {
-                    Ok(doc) => {
+                // A parser panic (a bug, as fuzzing found one in sonic-rs) costs its
+                // document only.
+                Ok(bytes) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    segment::parse(bytes, &s.options.limits)
+                })) {
+                    Ok(Ok(doc)) => {
                         accepted.push((doc, &bytes[..]));
                         continue;
                     }
-                    Err(p) => p,
+                    Ok(Err(p)) => p,
+                    Err(_) => segment::Problem::new(
+                        segment::RejectCode::InvalidSegment,
+                        "the parser failed on this document (a bug in Tracelake: please report it with the document)",
+                    ),
                 },
                 Err(p) => p.clone(),
             };
