@@ -1,4 +1,6 @@
-/* Four threads ingest into and query one engine at once. Usage: threads STORE_DIR */
+/* Four threads ingest into and query one engine at once (SQL, trace summaries,
+ * percentiles and the service graph in turn). Usage: threads STORE_DIR */
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,8 +30,22 @@ static void *work(void *arg) {
     tl_ingest_report_free(report);
     struct ArrowArrayStream stream;
     memset(&stream, 0, sizeof stream);
-    if (tl_sql(engine, "SELECT count(*) AS n FROM spans", &stream) != TL_OK) {
-      fprintf(stderr, "thread %d: query failed: %s\n", t, tl_last_error());
+    tl_status status;
+    switch (r % 4) {
+      case 0:
+        status = tl_sql(engine, "SELECT count(*) AS n FROM spans", &stream);
+        break;
+      case 1:
+        status = tl_trace_summaries(engine, "service(\"svc-1\")", NAN, NAN, 0, &stream);
+        break;
+      case 2:
+        status = tl_percentiles(engine, NULL, NAN, NAN, NULL, "service", NULL, 0, NULL, 1, &stream);
+        break;
+      default:
+        status = tl_service_graph(engine, NULL, NULL, NAN, NAN, NULL, &stream);
+    }
+    if (status != TL_OK) {
+      fprintf(stderr, "thread %d: query %d failed: %s\n", t, r % 4, tl_last_error());
       exit(1);
     }
     for (;;) {
