@@ -53,6 +53,10 @@ pub(crate) struct TimeSeriesArgs {
     /// Seconds per point
     #[arg(long, default_value_t = 60)]
     period: u64,
+    /// Also forecast each point's fault count from the 10 periods before it (the
+    /// expected band; a count above it is an anomaly)
+    #[arg(long)]
+    forecast: bool,
     #[command(flatten)]
     selection: SelectionArgs,
     #[command(flatten)]
@@ -231,6 +235,7 @@ pub(crate) fn run_timeseries(args: TimeSeriesArgs) -> Result<()> {
         entity_selector: args.entity.clone(),
         period_s: args.period,
         mode: sel.mode.into(),
+        forecast: args.forecast,
     })?;
     let mut out = std::io::stdout().lock();
     if args.store.json {
@@ -239,8 +244,18 @@ pub(crate) fn run_timeseries(args: TimeSeriesArgs) -> Result<()> {
     }
     writeln!(
         out,
-        "{:<20} {:>9} {:>8} {:>8} {:>8} {:>10}",
-        "start", "requests", "errors", "faults", "throttle", "avg ms"
+        "{:<20} {:>9} {:>8} {:>8} {:>8} {:>10}{}",
+        "start",
+        "requests",
+        "errors",
+        "faults",
+        "throttle",
+        "avg ms",
+        if args.forecast {
+            "  expected faults"
+        } else {
+            ""
+        }
     )?;
     for p in &points {
         let Some(st) = p
@@ -250,9 +265,20 @@ pub(crate) fn run_timeseries(args: TimeSeriesArgs) -> Result<()> {
         else {
             continue;
         };
+        let forecast = match &p.service_forecast_statistics {
+            Some(f) => {
+                let flag = if st.fault_statistics.total_count > f.fault_count_high {
+                    " anomaly"
+                } else {
+                    ""
+                };
+                format!("  {}-{}{flag}", f.fault_count_low, f.fault_count_high)
+            }
+            None => String::new(),
+        };
         writeln!(
             out,
-            "{:<20} {:>9} {:>8} {:>8} {:>8} {:>10.2}",
+            "{:<20} {:>9} {:>8} {:>8} {:>8} {:>10.2}{forecast}",
             rfc3339_seconds(p.timestamp),
             st.total_count,
             st.error_statistics.total_count,

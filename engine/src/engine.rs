@@ -583,6 +583,7 @@ impl Engine {
             entity,
             period_s: query.period_s,
             mode: query.mode,
+            forecast: query.forecast,
         };
         let snapshot = self.inner.store.snapshot()?;
         let (ctx, table, cache) = self.query_parts();

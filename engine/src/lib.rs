@@ -54,8 +54,8 @@ pub use percentiles::{
 };
 pub use result::QueryResult;
 pub use service_graph::{
-    Edge, ErrorStatistics, FaultStatistics, GraphQuery, HistogramEntry, Service, ServiceGraph,
-    Statistics, TimeSeriesPoint, TimeSeriesQuery,
+    Edge, ErrorStatistics, FaultStatistics, ForecastStatistics, GraphQuery, HistogramEntry,
+    Service, ServiceGraph, Statistics, TimeSeriesPoint, TimeSeriesQuery,
 };
 pub use tracelake_query::RangeType;
 pub use tracelake_storage::{

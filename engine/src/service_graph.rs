@@ -2,8 +2,8 @@
 //! `Engine::trace_graph`, `Engine::time_series`).
 
 pub use tracelake_query::service_graph::{
-    Edge, ErrorStatistics, FaultStatistics, HistogramEntry, Service, ServiceGraph, Statistics,
-    TimeSeriesPoint,
+    Edge, ErrorStatistics, FaultStatistics, ForecastStatistics, HistogramEntry, Service,
+    ServiceGraph, Statistics, TimeSeriesPoint,
 };
 
 use crate::percentiles::Mode;
@@ -32,6 +32,8 @@ pub struct TimeSeriesQuery {
     /// Seconds per point (default 60).
     pub period_s: u64,
     pub mode: Mode,
+    /// Also forecast each point's fault count (`ServiceForecastStatistics`).
+    pub forecast: bool,
 }
 
 impl Default for TimeSeriesQuery {
@@ -43,6 +45,7 @@ impl Default for TimeSeriesQuery {
             entity_selector: None,
             period_s: 60,
             mode: Mode::Auto,
+            forecast: false,
         }
     }
 }

@@ -341,3 +341,69 @@ fn a_store_of_many_small_files_gives_the_same_graph_from_corrected_rollups() {
     let (want_n, want_e) = expected();
     assert_eq!(graph_counts(&g), (want_n, want_e));
 }
+
+#[test]
+fn forecasts_bound_steady_faults_and_flag_a_spike() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e = Engine::open(
+        tmp.path(),
+        EngineOptions {
+            maintenance_interval: None,
+            ..EngineOptions::default()
+        },
+    )
+    .unwrap();
+    let t0: i64 = 1_599_998_400;
+    let mut docs = String::new();
+    for m in 0..12i64 {
+        let (requests, faults) = if m == 11 { (25, 20) } else { (10, 2) };
+        for i in 0..requests {
+            let t = t0 + m * 60 + i;
+            docs.push_str(&format!(
+                r#"{{"trace_id":"1-{t:08x}-{m:08x}{i:016x}","id":"{:016x}","name":"s","start_time":{t},"end_time":{t}.5,"fault":{}}}"#,
+                m * 100 + i + 1,
+                i < faults
+            ));
+            docs.push('\n');
+        }
+    }
+    assert_eq!(e.ingest(docs.as_bytes()).unwrap().rejected.len(), 0);
+    e.flush().unwrap();
+    let series = |mode, forecast| {
+        e.time_series(&TimeSeriesQuery {
+            entity_selector: Some("service(\"s\")".into()),
+            mode,
+            forecast,
+            ..TimeSeriesQuery::default()
+        })
+        .unwrap()
+        .0
+    };
+    let points = series(Mode::Fast, true);
+    assert_eq!(points.len(), 12);
+    assert_eq!(points, series(Mode::Exact, true), "rollups and scans agree");
+    assert!(
+        points[0].service_forecast_statistics.is_none(),
+        "no history"
+    );
+    for p in &points[1..11] {
+        let f = p.service_forecast_statistics.unwrap();
+        let faults = p
+            .service_summary_statistics
+            .as_ref()
+            .unwrap()
+            .fault_statistics
+            .total_count;
+        assert!(
+            (f.fault_count_low..=f.fault_count_high).contains(&faults),
+            "{faults} outside {f:?}"
+        );
+    }
+    let spike = points[11].service_forecast_statistics.unwrap();
+    assert!(spike.fault_count_high < 20, "{spike:?}");
+    assert!(
+        series(Mode::Auto, false)
+            .iter()
+            .all(|p| p.service_forecast_statistics.is_none())
+    );
+}

@@ -429,6 +429,44 @@ pub struct TimeSeriesRequest {
     /// Bucket length, seconds (a multiple of 60 answers from rollups).
     pub period_s: u64,
     pub mode: Mode,
+    /// Also forecast each point's fault count ([`ForecastStatistics`]).
+    pub forecast: bool,
+}
+
+/// `ServiceForecastStatistics`: the band a point's fault count was expected in, from
+/// the [`FORECAST_PERIODS`] periods before it. X-Ray's model is not documented; this one
+/// (our decision) takes their mean fault count `m` and standard deviation `s`, widened
+/// to Poisson noise (`max(s, sqrt(m))`), and spans three of them either side: a count
+/// above `FaultCountHigh` is an anomaly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ForecastStatistics {
+    pub fault_count_high: u64,
+    pub fault_count_low: u64,
+}
+
+/// How many periods before a point its forecast looks at.
+pub const FORECAST_PERIODS: i64 = 10;
+
+impl ForecastStatistics {
+    /// The band for fault counts like `history` (`None` without any history).
+    fn from_history(history: &[u64]) -> Option<ForecastStatistics> {
+        if history.is_empty() {
+            return None;
+        }
+        let n = history.len() as f64;
+        let mean = history.iter().sum::<u64>() as f64 / n;
+        let var = history
+            .iter()
+            .map(|&c| (c as f64 - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        let spread = 3.0 * var.sqrt().max(mean.sqrt());
+        Some(ForecastStatistics {
+            fault_count_high: (mean + spread).ceil() as u64,
+            fault_count_low: (mean - spread).max(0.0).floor() as u64,
+        })
+    }
 }
 
 /// One bucket of a time series.
@@ -441,6 +479,8 @@ pub struct TimeSeriesPoint {
     pub edge_summary_statistics: Option<Statistics>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_summary_statistics: Option<Statistics>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_forecast_statistics: Option<ForecastStatistics>,
     pub response_time_histogram: Vec<HistogramEntry>,
 }
 
@@ -520,14 +560,31 @@ pub async fn time_series(
         Ok(())
     })
     .await?;
+    // the series starts at the window's first period, else at its first point
+    let first = window
+        .map(|(lo, _)| lo.div_euclid(period) * period)
+        .or_else(|| buckets.keys().next().copied())
+        .unwrap_or(0);
+    let faults = |b: i64| buckets.get(&b).map_or(0, |s: &Stats| s.fault);
     let points = buckets
-        .into_iter()
+        .iter()
         .filter(|(_, s)| s.total > 0)
-        .map(|(b, s)| TimeSeriesPoint {
+        .map(|(&b, s)| TimeSeriesPoint {
             timestamp: b as f64 / NS,
-            edge_summary_statistics: want_edge.then(|| Statistics::of(&s)),
-            service_summary_statistics: (!want_edge).then(|| Statistics::of(&s)),
-            response_time_histogram: histogram(&s),
+            edge_summary_statistics: want_edge.then(|| Statistics::of(s)),
+            service_summary_statistics: (!want_edge).then(|| Statistics::of(s)),
+            service_forecast_statistics: r
+                .forecast
+                .then(|| {
+                    let history: Vec<u64> = (1..=FORECAST_PERIODS)
+                        .map(|k| b - k * period)
+                        .filter(|&p| p >= first)
+                        .map(faults)
+                        .collect();
+                    ForecastStatistics::from_history(&history)
+                })
+                .flatten(),
+            response_time_histogram: histogram(s),
         })
         .collect();
     Ok((
