@@ -506,7 +506,8 @@ impl SpansTable {
         let resolutions = self.resolutions(&snap)?;
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         let mut files = Vec::with_capacity(snap.files.len());
-        let bounds = FileBounds::of(filters);
+        // without indexes a scan reads every file: the reference pruning is checked against
+        let bounds = FileBounds::of(if self.use_indexes { filters } else { &[] });
         {
             for f in snap.files.iter() {
                 if !bounds.admit(f) {
