@@ -156,17 +156,11 @@ fn fast_answers_come_from_rollups_within_one_percent_and_exact_ones_equal_the_or
 
 /// Traces the store's files list as split across files (from the manifest).
 fn split_traces(dir: &std::path::Path) -> usize {
-    let mut manifests: Vec<_> = std::fs::read_dir(dir)
+    let manifests: Vec<std::path::PathBuf> = tracelake_storage::manifest::generations(dir)
         .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("MANIFEST-")
-        })
+        .into_iter()
+        .map(|(_, p)| p)
         .collect();
-    manifests.sort();
     let bytes = std::fs::read(manifests.last().unwrap()).unwrap();
     let m: serde_json::Value = serde_json::from_slice(&bytes[12..]).unwrap();
     m["files"]

@@ -74,7 +74,8 @@ fn name(generation: u64) -> String {
     format!("MANIFEST-{generation:020}")
 }
 
-fn list(root: &Path) -> Result<Vec<(u64, PathBuf)>> {
+/// The manifest generations under `root` and their files, oldest first.
+pub fn generations(root: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(root).map_err(Error::io(root))? {
         let entry = entry.map_err(Error::io(root))?;
@@ -116,19 +117,17 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Manifest> {
     let m: Manifest = serde_json::from_slice(body).map_err(|e| Error::Corrupt {
         what: format!("{}: {e}", path.display()),
     })?;
-    // Files live under spans/: a path that leaves it (absolute, `..`) is damage, and
-    // must never be opened or deleted.
+    // A file's path follows from its partition and id: any other (absolute, `..`, a
+    // spelling of the same path) is damage, and must never be opened or moved.
     for f in &m.files {
-        let mut parts = Path::new(&f.path).components();
-        let inside = parts.next() == Some(std::path::Component::Normal("spans".as_ref()))
-            && parts.all(|c| matches!(c, std::path::Component::Normal(_)));
-        if !inside {
+        if f.path != crate::datafile::relative_path(f.partition, f.id) {
             return Err(Error::Corrupt {
                 what: format!(
-                    "{}: file {} has the path {:?}, outside the store's spans/ directory",
+                    "{}: file {} has the path {:?}, not the store's {:?}",
                     path.display(),
                     f.id,
-                    f.path
+                    f.path,
+                    crate::datafile::relative_path(f.partition, f.id)
                 ),
             });
         }
@@ -171,14 +170,14 @@ pub fn load(root: &Path) -> Result<Manifest> {
 
 /// Whether `root` holds any manifest generation.
 pub fn exists(root: &Path) -> Result<bool> {
-    Ok(!list(root)?.is_empty())
+    Ok(!generations(root)?.is_empty())
 }
 
 /// The newest generation is the store's state. A commit renames a complete, fsynced file
 /// into place, so a damaged newest generation is corruption, not a torn write: it is an
 /// error, never a silent fall-back to an older state (whose WAL may be gone).
 fn load_once(root: &Path) -> Result<Manifest> {
-    let all = list(root)?;
+    let all = generations(root)?;
     let Some((_, path)) = all.last() else {
         return Ok(Manifest::default());
     };
@@ -201,7 +200,7 @@ pub fn commit(root: &Path, m: &mut Manifest) -> Result<()> {
     File::open(root)
         .and_then(|d| d.sync_all())
         .map_err(Error::io(root))?;
-    let all = list(root)?;
+    let all = generations(root)?;
     if all.len() > KEEP_OLD + 1 {
         for (_, p) in &all[..all.len() - KEEP_OLD - 1] {
             let _ = fs::remove_file(p);

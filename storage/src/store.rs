@@ -217,7 +217,7 @@ impl Store {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path)(e)),
         }
-        let manifest = match load_manifest(&root)? {
+        let mut manifest = match load_manifest(&root)? {
             Some(m) => m,
             None => {
                 // A new store commits an empty manifest first: from then on, data files
@@ -227,7 +227,13 @@ impl Store {
                 m
             }
         };
-        remove_orphans(&root, &manifest)?;
+        if let Some(id) = set_aside_orphans(&root, &manifest)?
+            && id >= manifest.next_file_id
+        {
+            // never hand out the id of a file set aside again
+            manifest.next_file_id = id + 1;
+            manifest::commit(&root, &mut manifest)?;
+        }
 
         // Replay what the WAL holds beyond the manifest.
         let mut memtable = Memtable::default();
@@ -267,10 +273,11 @@ impl Store {
             return Err(e);
         }
         let next_seq = flushed.max(stats.last_seq) + 1;
-        if stats.records > 0 || stats.truncated_bytes > 0 {
+        if stats.records > 0 || stats.truncated_bytes > 0 || stats.damaged_bytes > 0 {
             tracing::info!(
                 records = stats.records,
                 truncated = stats.truncated_bytes,
+                damaged = stats.damaged_bytes,
                 "replayed WAL"
             );
         }
@@ -1225,13 +1232,17 @@ fn shared_traces(
     )
 }
 
-/// Removes data and rollup files that no manifest names (left by a crash mid-flush).
 /// The newest manifest, or `None` for a new store. A store with data files but no
 /// manifest refuses to open: it would look empty, and opening it for writing would
 /// remove every data file as an orphan.
 fn load_manifest(root: &Path) -> Result<Option<Manifest>> {
     if manifest::exists(root)? {
         return manifest::load(root).map(Some);
+    }
+    if wal_has_records(&root.join("wal"))? {
+        // a store made before new stores committed an empty manifest, cut short in its
+        // first flush: the WAL holds everything, and the files are set aside
+        return Ok(None);
     }
     let mut stack = vec![root.join("spans")];
     while let Some(dir) = stack.pop() {
@@ -1268,15 +1279,31 @@ fn file_id_of(name: &str) -> Option<u64> {
     u64::from_str_radix(hex, 16).ok()
 }
 
-/// Where orphans that may still hold data are set aside.
+/// Whether any WAL file in `dir` holds more than its header.
+fn wal_has_records(dir: &Path) -> Result<bool> {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return Ok(false);
+    };
+    for entry in rd {
+        let entry = entry.map_err(Error::io(dir))?;
+        let len = entry.metadata().map_err(Error::io(entry.path()))?.len();
+        if len > wal::file_header().len() as u64 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Where files the manifest does not list are set aside.
 pub const ORPHANS_DIR: &str = "orphans";
 
-/// Files under spans/ and rollups/ that the manifest does not list. Those of files the
-/// manifest's history already replaced (ids below its `next_file_id`) are deleted.
-/// Newer ones are what a flush or compaction cut short left (its data is still in the
-/// WAL or the older files) or, after damage, files of a lost newer manifest: they are
-/// moved into `orphans/`, never deleted. Files not named like ours are left alone.
-fn remove_orphans(root: &Path, m: &Manifest) -> Result<()> {
+/// Moves the files under spans/ and rollups/ that the manifest does not list into
+/// `orphans/<generation>-<unix seconds>/`, never deleting one: they are what a crash
+/// left (a flush or compaction cut short, whose data is still in the WAL or the older
+/// files; inputs a compaction had replaced) or, after damage, files of a lost newer
+/// manifest, which only a person can tell apart. Files not named like ours are left
+/// alone. Returns the highest file id set aside, so that ids are never handed out again.
+fn set_aside_orphans(root: &Path, m: &Manifest) -> Result<Option<u64>> {
     let mut live: std::collections::HashSet<String> =
         m.files.iter().map(|f| f.path.clone()).collect();
     // and their index and rollup sidecars
@@ -1285,7 +1312,13 @@ fn remove_orphans(root: &Path, m: &Manifest) -> Result<()> {
         live.insert(side.to_string_lossy().replace('\\', "/"));
         live.insert(crate::rollup::relative_path(f.partition, f.id));
     }
-    let mut set_aside = Vec::new();
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let into = root
+        .join(ORPHANS_DIR)
+        .join(format!("{:020}-{since_epoch}", m.generation));
+    let (mut highest, mut moved, mut first) = (None, 0usize, String::new());
     let mut stack = vec![root.join("spans"), root.join("rollups")];
     while let Some(dir) = stack.pop() {
         let rd = match fs::read_dir(&dir) {
@@ -1307,33 +1340,32 @@ fn remove_orphans(root: &Path, m: &Manifest) -> Result<()> {
             if live.contains(rel.as_str()) {
                 continue;
             }
-            match file_id_of(&entry.file_name().to_string_lossy()) {
-                Some(id) if id < m.next_file_id => {
-                    tracing::info!(file = %rel, "removing orphan file");
-                    fs::remove_file(&path).map_err(Error::io(&path))?;
-                }
-                Some(_) => {
-                    let to = root.join(ORPHANS_DIR).join(&rel);
-                    if let Some(parent) = to.parent() {
-                        fs::create_dir_all(parent).map_err(Error::io(parent))?;
-                    }
-                    fs::rename(&path, &to).map_err(Error::io(&path))?;
-                    set_aside.push(rel);
-                }
-                None => {}
+            let Some(id) = file_id_of(&entry.file_name().to_string_lossy()) else {
+                continue;
+            };
+            let to = into.join(&rel);
+            if let Some(parent) = to.parent() {
+                fs::create_dir_all(parent).map_err(Error::io(parent))?;
+            }
+            fs::rename(&path, &to).map_err(Error::io(&path))?;
+            highest = highest.max(Some(id));
+            moved += 1;
+            if first.is_empty() {
+                first = rel;
             }
         }
     }
-    if !set_aside.is_empty() {
+    if moved > 0 {
         tracing::warn!(
-            files = set_aside.len(),
-            first = %set_aside[0],
-            "files newer than the manifest set aside in orphans/: a flush or compaction cut \
-             short (its data is still in the WAL or older files), or files of a lost newer \
-             manifest (restore it and move them back)"
+            files = moved,
+            first = %first,
+            into = %into.display(),
+            "files the manifest does not list were set aside: left by a crash (a flush or \
+             compaction cut short, inputs already replaced), or files of a lost newer \
+             manifest (restore it and move them back); delete them once the store is verified"
         );
     }
-    Ok(())
+    Ok(highest)
 }
 
 /// The background thread: flushes by size or age, fsyncs in `Interval` mode.

@@ -546,3 +546,66 @@ fn files_whose_traces_continue_elsewhere_are_marked_and_rollups_are_written() {
     );
     assert!(!stray.exists());
 }
+
+/// The data files under a directory, relative names.
+fn parquet_under(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn files_the_manifest_does_not_list_are_set_aside_and_their_ids_never_reused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path(), StoreOptions::default()).unwrap();
+    store.ingest(&corpus_bytes(100)).unwrap();
+    store.flush().unwrap();
+    store.close().unwrap();
+    drop(store);
+    let flushed = parquet_under(&tmp.path().join("spans"));
+    assert!(!flushed.is_empty());
+    // the newest manifest is lost: the older one (the new store's, empty) is in force
+    let generations = tracelake_storage::manifest::generations(tmp.path()).unwrap();
+    std::fs::remove_file(&generations.last().unwrap().1).unwrap();
+    let store = Store::open(tmp.path(), StoreOptions::default()).unwrap();
+    assert!(parquet_under(&tmp.path().join("spans")).is_empty());
+    let aside = parquet_under(&tmp.path().join("orphans"));
+    assert_eq!(
+        aside.len(),
+        flushed.len() * 2,
+        "data files and their rollups: {aside:?}"
+    );
+    // new files get new ids: nothing set aside is overwritten by a later one
+    store.ingest(&corpus_bytes(50)).unwrap();
+    store.flush().unwrap();
+    let live = parquet_under(&tmp.path().join("spans"));
+    assert!(
+        live.iter().all(|f| !flushed.contains(f)),
+        "{live:?} reuses {flushed:?}"
+    );
+    store.close().unwrap();
+    drop(store);
+    // every manifest gone and an empty WAL: the store refuses to open, naming the loss
+    for (_, m) in tracelake_storage::manifest::generations(tmp.path()).unwrap() {
+        std::fs::remove_file(m).unwrap();
+    }
+    let err = Store::open(tmp.path(), StoreOptions::default()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("manifest is lost"), "{err}");
+    assert_eq!(
+        parquet_under(&tmp.path().join("spans")),
+        live,
+        "nothing moved"
+    );
+}
