@@ -2,9 +2,10 @@
 //!
 //! Files are `wal/wal-<first seq>.log`: an 8-byte header (`TLWAL` magic, format version)
 //! then records `[len: u32 LE][crc32 of payload: u32 LE][payload]`, where the payload is
-//! `[seq: u64 LE][document JSON]`. Replay stops at the first torn or corrupt record of a
-//! file and truncates the file there: a crash mid-append loses only unacknowledged
-//! documents and never makes the store unopenable.
+//! `[seq: u64 LE][document JSON]`. Replay truncates a torn or corrupt tail: a crash
+//! mid-append loses only unacknowledged documents and never makes the store unopenable.
+//! Damage in the middle of a file (a record whose CRC fails, followed by intact ones)
+//! costs only the records it hit: replay goes on at the next intact record.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -208,11 +209,11 @@ pub fn decode(path: &Path, data: &[u8], mut f: impl FnMut(u64, &[u8])) -> Result
 }
 
 /// The next intact record after damage at `from`: one whose sequence number follows
-/// `last` by no more than the bytes left could hold (checked before its CRC, so that
-/// scanning damaged bytes stays cheap).
+/// `last` by no more than the records the damaged bytes before it could have held
+/// (checked before its CRC, so that scanning damaged bytes stays cheap).
 fn resync(data: &[u8], from: usize, last: u64) -> Option<usize> {
-    let most = ((data.len() - from) / (RECORD_HEADER + 8)) as u64 + 1;
     (from + 1..data.len()).find(|&p| {
+        let most = ((p - from) / (RECORD_HEADER + 8)) as u64 + 1;
         let seq = data
             .get(p + RECORD_HEADER..p + RECORD_HEADER + 8)
             .and_then(|b| b.try_into().ok())
