@@ -64,6 +64,11 @@ struct ArrowArrayStream {
 #define TL_ABI_VERSION 1
 
 /**
+ * Quantiles one [`tl_percentiles`] call takes at most.
+ */
+#define MAX_QUANTILES 1000
+
+/**
  * An open engine (opaque).
  */
 typedef struct tl_engine tl_engine;

@@ -164,7 +164,8 @@ unsafe fn texts(p: *const *const c_char, n: usize, what: &str) -> Result<Vec<Str
     if n > 0 && p.is_null() {
         return Err(invalid(format!("{what} is NULL with n > 0")));
     }
-    let mut out = Vec::with_capacity(n);
+    // not sized from `n`: a wrong count must not abort the process in the allocator
+    let mut out = Vec::new();
     for i in 0..n {
         // SAFETY: `p` holds `n` NUL-terminated strings (the contract).
         out.push(unsafe { text(*p.add(i), what) }?.to_owned());
@@ -304,7 +305,7 @@ pub unsafe extern "C" fn tl_engine_open(
         unsafe { ptr::write(out, ptr::null_mut()) };
         // SAFETY: per the contract.
         let dir = unsafe { text(dir, "dir") }?;
-        let mut pairs = Vec::with_capacity(n);
+        let mut pairs = Vec::new();
         if n > 0 && (keys.is_null() || values.is_null()) {
             return Err(invalid("keys or values is NULL with n > 0"));
         }
@@ -371,6 +372,8 @@ pub unsafe extern "C" fn tl_ingest(
             &[]
         } else if data.is_null() {
             return Err(invalid("data is NULL"));
+        } else if isize::try_from(len).is_err() {
+            return Err(invalid(format!("len {len} is not a buffer length")));
         } else {
             // SAFETY: `data` points to `len` readable bytes (the contract).
             unsafe { std::slice::from_raw_parts(data, len) }
@@ -607,6 +610,9 @@ pub unsafe extern "C" fn tl_get_traces(
     })
 }
 
+/// Quantiles one [`tl_percentiles`] call takes at most.
+pub const MAX_QUANTILES: usize = 1000;
+
 /// Latency percentiles. `filter` (NULL or "": every trace) selects traces, `[start,
 /// end)` is the window in epoch seconds (NaN for both: all time); `metric` is
 /// `response_time` (NULL: the default) or `duration`; `by` is `all` (NULL), `service`,
@@ -668,6 +674,11 @@ pub unsafe extern "C" fn tl_percentiles(
         if n_quantiles > 0 {
             if quantiles.is_null() {
                 return Err(invalid("quantiles is NULL with n_quantiles > 0"));
+            }
+            if n_quantiles > MAX_QUANTILES {
+                return Err(invalid(format!(
+                    "{n_quantiles} quantiles: at most {MAX_QUANTILES}"
+                )));
             }
             // SAFETY: `quantiles` points to `n_quantiles` doubles (the contract).
             q.quantiles = unsafe { std::slice::from_raw_parts(quantiles, n_quantiles) }.to_vec();

@@ -1,6 +1,7 @@
 /* Smoke test of the C ABI: open, ingest the SDK corpus, query, walk the stream,
  * error paths, close. Usage: smoke STORE_DIR CORPUS_FILE */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -244,6 +245,11 @@ int main(int argc, char **argv) {
   CHECK(tl_percentiles(e, NULL, NAN, NAN, NULL, "colour", NULL, 0, NULL, 0, &pct) ==
             TL_INVALID_ARGUMENT && strstr(tl_last_error(), "colour") != NULL,
         "a bad grouping is refused by name");
+  CHECK(tl_percentiles(e, NULL, NAN, NAN, NULL, NULL, qs, (size_t)1 << 62, NULL, 0, &pct) ==
+            TL_INVALID_ARGUMENT,
+        "an absurd quantile count is refused");
+  CHECK(tl_ingest(e, (const uint8_t *)"{}", SIZE_MAX, NULL) == TL_INVALID_ARGUMENT,
+        "an absurd length is refused");
   CHECK(tl_percentiles(e, NULL, NAN, NAN, "weight", NULL, NULL, 0, NULL, 0, &pct) ==
             TL_INVALID_ARGUMENT && strstr(tl_last_error(), "weight") != NULL,
         "a bad metric is refused by name");
