@@ -67,18 +67,28 @@ pub fn parse_duration(text: &str) -> Result<Duration, Error> {
     let t = text.trim();
     let bad = || {
         Error::InvalidArgument(format!(
-            "duration {t:?}: expected a number with s, m, h or d (e.g. 30d)"
+            "duration {t:?}: expected numbers with s, m, h or d (e.g. 30d, 1h30m)"
         ))
     };
-    let unit = t.chars().last().ok_or_else(bad)?;
-    let n: f64 = t[..t.len() - unit.len_utf8()].parse().map_err(|_| bad())?;
-    let secs = match unit {
-        's' => n,
-        'm' => n * 60.0,
-        'h' => n * 3600.0,
-        'd' => n * 86_400.0,
-        _ => return Err(bad()),
-    };
+    let (mut secs, mut rest) = (0.0f64, t);
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let at = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let n: f64 = rest[..at].parse().map_err(|_| bad())?;
+        let unit = rest[at..].chars().next().ok_or_else(bad)?;
+        secs += match unit {
+            's' => n,
+            'm' => n * 60.0,
+            'h' => n * 3600.0,
+            'd' => n * 86_400.0,
+            _ => return Err(bad()),
+        };
+        rest = &rest[at + unit.len_utf8()..];
+    }
     Duration::try_from_secs_f64(secs).map_err(|_| bad())
 }
 

@@ -61,9 +61,11 @@ pub fn parse_group_by(text: &str) -> Result<GroupBy, Error> {
             let period_s = match p.trim().parse::<u64>() {
                 Ok(s) => s,
                 Err(_) => crate::parse_duration(p)
-                    .map_err(|_| {
+                    .ok()
+                    .filter(|d| d.subsec_nanos() == 0)
+                    .ok_or_else(|| {
                         Error::InvalidArgument(format!(
-                            "group by {t:?}: expected a period in seconds or 1m, 1h ..."
+                            "group by {t:?}: expected a period of whole seconds (90, 5m, 1h30m ...)"
                         ))
                     })?
                     .as_secs(),
@@ -110,7 +112,18 @@ mod tests {
             parse_group_by("time:90").ok(),
             Some(GroupBy::Time { period_s: 90 })
         );
-        for bad in ["colour", "annotation:", "time:0", "time:soon"] {
+        assert_eq!(
+            parse_group_by("time:1h30m").ok(),
+            Some(GroupBy::Time { period_s: 5400 })
+        );
+        for bad in [
+            "colour",
+            "annotation:",
+            "time:0",
+            "time:soon",
+            "time:90.5s",
+            "time:5x",
+        ] {
             let e = parse_group_by(bad).unwrap_err().to_string();
             assert!(e.contains(bad), "{bad}: {e}");
         }

@@ -406,4 +406,12 @@ fn forecasts_bound_steady_faults_and_flag_a_spike() {
             .iter()
             .all(|p| p.service_forecast_statistics.is_none())
     );
+    let long = e
+        .time_series(&TimeSeriesQuery {
+            period_s: u64::MAX / 2,
+            forecast: true,
+            ..TimeSeriesQuery::default()
+        })
+        .unwrap_err();
+    assert!(long.to_string().contains("too long"), "{long}");
 }

@@ -436,7 +436,7 @@ pub struct TimeSeriesRequest {
 /// `ServiceForecastStatistics`: the band a point's fault count was expected in, from
 /// the [`FORECAST_PERIODS`] periods before it. X-Ray's model is not documented; this one
 /// (our decision) takes their mean fault count `m` and standard deviation `s`, widened
-/// to Poisson noise (`max(s, sqrt(m))`), and spans three of them either side: a count
+/// to Poisson noise (`max(s, sqrt(max(m, 1)))`), and spans three of them either side: a count
 /// above `FaultCountHigh` is an anomaly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -461,7 +461,8 @@ impl ForecastStatistics {
             .map(|&c| (c as f64 - mean).powi(2))
             .sum::<f64>()
             / n;
-        let spread = 3.0 * var.sqrt().max(mean.sqrt());
+        // at least the noise of one event: a quiet history does not make one fault odd
+        let spread = 3.0 * var.sqrt().max(mean.max(1.0).sqrt());
         Some(ForecastStatistics {
             fault_count_high: (mean + spread).ceil() as u64,
             fault_count_low: (mean - spread).max(0.0).floor() as u64,
@@ -503,7 +504,12 @@ pub async fn time_series(
         })
     });
     let fast = source::choose_fast(r.mode, why.as_deref())?;
-    let period = i64::try_from(r.period_s).unwrap_or(i64::MAX / 1_000_000_000) * 1_000_000_000;
+    let period = i64::try_from(r.period_s)
+        .ok()
+        .and_then(|p| p.checked_mul(1_000_000_000))
+        .ok_or_else(|| {
+            Error::InvalidRequest(format!("a period of {} s is too long", r.period_s))
+        })?;
     let mut buckets: BTreeMap<i64, Stats> = BTreeMap::new();
     let want_edge = !matches!(r.entity, Entity::Service(_));
     let keep = |edge: bool, node: &Node<'_>, caller: Option<&Node<'_>>| match &r.entity {
@@ -577,7 +583,7 @@ pub async fn time_series(
                 .forecast
                 .then(|| {
                     let history: Vec<u64> = (1..=FORECAST_PERIODS)
-                        .map(|k| b - k * period)
+                        .filter_map(|k| b.checked_sub(k.checked_mul(period)?))
                         .filter(|&p| p >= first)
                         .map(faults)
                         .collect();
@@ -595,4 +601,23 @@ pub async fn time_series(
             Answered::Exact
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forecast_bands() {
+        assert_eq!(ForecastStatistics::from_history(&[]), None);
+        // a quiet history still allows a fault or two
+        let quiet = ForecastStatistics::from_history(&[0, 0, 0]).unwrap();
+        assert_eq!((quiet.fault_count_low, quiet.fault_count_high), (0, 3));
+        // steady counts: Poisson noise around the mean
+        let steady = ForecastStatistics::from_history(&[4; 10]).unwrap();
+        assert_eq!((steady.fault_count_low, steady.fault_count_high), (0, 10));
+        // a noisy history widens the band beyond Poisson
+        let noisy = ForecastStatistics::from_history(&[0, 20, 0, 20]).unwrap();
+        assert_eq!((noisy.fault_count_low, noisy.fault_count_high), (0, 40));
+    }
 }
