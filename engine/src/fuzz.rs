@@ -2,10 +2,10 @@
 //!
 //! The input is a tape of choices: it picks a handful of traces (services, HTTP
 //! statuses, response times, annotations, users, URLs, start times across two hour
-//! partitions), which batches reach Parquet and which stay in the memtable, and a
-//! filter expression built from the language's predicates. The answer of an engine that
-//! prunes with index sidecars must equal a full scan's, before and after everything is
-//! flushed. Like the storage and query bodies, it returns `Err` naming what differed;
+//! partitions), which batches reach Parquet and which stay in the memtable, a filter
+//! expression built from the language's predicates and maybe a trace-id window. The
+//! answer of an engine that prunes (index sidecars, files' manifest bounds) must equal a
+//! full scan's, before and after everything is flushed. Like the storage and query bodies, it returns `Err` naming what differed;
 //! `fuzz/` runs it under libFuzzer and the tests replay `fuzz/corpus/differential/`.
 
 use std::fmt::Write as _;
@@ -158,10 +158,34 @@ pub fn differential(dir: &Path, data: &[u8]) -> Outcome {
         }
     }
     let filter = expression(&mut t, 3);
-    let answers = |engine: &Engine| {
-        engine
+    // a trace-id window (past the tape's end: none), which prunes files by their bounds
+    let base = BASE as f64;
+    let window = match t.below(4) {
+        0 => None,
+        1 => Some((base, base + 3600.0)),
+        2 => Some((base + 3600.0, base + 7200.0)),
+        _ => Some((
+            base + f64::from(t.below(200)) - 100.0,
+            base + 3600.0 + f64::from(t.byte()) * 20.0,
+        )),
+    };
+    let answers = |engine: &Engine| match window {
+        None => engine
             .find_trace_ids(&filter)
-            .map_err(|e| format!("{filter}: {e}"))
+            .map_err(|e| format!("{filter}: {e}")),
+        Some((a, b)) => {
+            let page = engine
+                .trace_summaries(&crate::TraceQuery {
+                    filter: Some(filter.clone()),
+                    range: Some((a, b, crate::RangeType::TraceId)),
+                    limit: 1000,
+                    ..crate::TraceQuery::default()
+                })
+                .map_err(|e| format!("{filter} in [{a}, {b}): {e}"))?;
+            let mut ids: Vec<String> = page.trace_summaries.into_iter().map(|s| s.id).collect();
+            ids.sort();
+            Ok(ids)
+        }
     };
     let indexed = open(dir, true)?;
     for (i, batch) in batches.iter().enumerate() {
