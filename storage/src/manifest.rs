@@ -120,14 +120,14 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Manifest> {
     // A file's path follows from its partition and id: any other (absolute, `..`, a
     // spelling of the same path) is damage, and must never be opened or moved.
     for f in &m.files {
-        if f.path != crate::datafile::relative_path(f.partition, f.id) {
+        let expected = crate::datafile::relative_path(f.partition, f.id);
+        if f.path != expected {
             return Err(Error::Corrupt {
                 what: format!(
-                    "{}: file {} has the path {:?}, not the store's {:?}",
+                    "{}: file {} has the path {:?}, not the store's {expected:?}",
                     path.display(),
                     f.id,
                     f.path,
-                    crate::datafile::relative_path(f.partition, f.id)
                 ),
             });
         }

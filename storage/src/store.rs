@@ -1239,32 +1239,48 @@ fn load_manifest(root: &Path) -> Result<Option<Manifest>> {
     if manifest::exists(root)? {
         return manifest::load(root).map(Some);
     }
-    if wal_has_records(&root.join("wal"))? {
+    if wal::holds_records(&root.join("wal"))? {
         // a store made before new stores committed an empty manifest, cut short in its
         // first flush: the WAL holds everything, and the files are set aside
         return Ok(None);
     }
-    let mut stack = vec![root.join("spans")];
+    if let Some(path) = files_under(root, &["spans"])?
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+    {
+        return Err(Error::Corrupt {
+            what: format!(
+                "{} has no MANIFEST file but holds data files (e.g. {}): the manifest is \
+                 lost. Restore the MANIFEST-* file from a backup, or move spans/ and \
+                 rollups/ away to start an empty store",
+                root.display(),
+                path.strip_prefix(root).unwrap_or(&path).display()
+            ),
+        });
+    }
+    Ok(None)
+}
+
+/// Every file below `root`'s subdirectories `dirs` (missing ones hold none).
+fn files_under(root: &Path, dirs: &[&str]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack: Vec<PathBuf> = dirs.iter().map(|d| root.join(d)).collect();
     while let Some(dir) = stack.pop() {
-        let Ok(rd) = fs::read_dir(&dir) else { continue };
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(&dir)(e)),
+        };
         for entry in rd {
             let path = entry.map_err(Error::io(&dir))?.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "parquet") {
-                return Err(Error::Corrupt {
-                    what: format!(
-                        "{} has no MANIFEST file but holds data files (e.g. {}): the \
-                         manifest is lost. Restore the MANIFEST-* file from a backup, or move \
-                         spans/ and rollups/ away to start an empty store",
-                        root.display(),
-                        path.strip_prefix(root).unwrap_or(&path).display()
-                    ),
-                });
+            } else {
+                out.push(path);
             }
         }
     }
-    Ok(None)
+    Ok(out)
 }
 
 /// The id in the name of a data file or sidecar (`<id>.parquet`, `_<id>.parquet.idx`).
@@ -1277,21 +1293,6 @@ fn file_id_of(name: &str) -> Option<u64> {
         return None;
     }
     u64::from_str_radix(hex, 16).ok()
-}
-
-/// Whether any WAL file in `dir` holds more than its header.
-fn wal_has_records(dir: &Path) -> Result<bool> {
-    let Ok(rd) = fs::read_dir(dir) else {
-        return Ok(false);
-    };
-    for entry in rd {
-        let entry = entry.map_err(Error::io(dir))?;
-        let len = entry.metadata().map_err(Error::io(entry.path()))?.len();
-        if len > wal::file_header().len() as u64 {
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
 
 /// Where files the manifest does not list are set aside.
@@ -1319,40 +1320,27 @@ fn set_aside_orphans(root: &Path, m: &Manifest) -> Result<Option<u64>> {
         .join(ORPHANS_DIR)
         .join(format!("{:020}-{since_epoch}", m.generation));
     let (mut highest, mut moved, mut first) = (None, 0usize, String::new());
-    let mut stack = vec![root.join("spans"), root.join("rollups")];
-    while let Some(dir) = stack.pop() {
-        let rd = match fs::read_dir(&dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::io(&dir)(e)),
+    for path in files_under(root, &["spans", "rollups"])? {
+        let Ok(rel) = path.strip_prefix(root) else {
+            continue;
         };
-        for entry in rd {
-            let entry = entry.map_err(Error::io(&dir))?;
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let Ok(rel) = path.strip_prefix(root) else {
-                continue;
-            };
-            let rel = rel.to_string_lossy().replace('\\', "/");
-            if live.contains(rel.as_str()) {
-                continue;
-            }
-            let Some(id) = file_id_of(&entry.file_name().to_string_lossy()) else {
-                continue;
-            };
-            let to = into.join(&rel);
-            if let Some(parent) = to.parent() {
-                fs::create_dir_all(parent).map_err(Error::io(parent))?;
-            }
-            fs::rename(&path, &to).map_err(Error::io(&path))?;
-            highest = highest.max(Some(id));
-            moved += 1;
-            if first.is_empty() {
-                first = rel;
-            }
+        let rel = rel.to_string_lossy().replace('\\', "/");
+        if live.contains(rel.as_str()) {
+            continue;
+        }
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let Some(id) = name.as_deref().and_then(file_id_of) else {
+            continue;
+        };
+        let to = into.join(&rel);
+        if let Some(parent) = to.parent() {
+            fs::create_dir_all(parent).map_err(Error::io(parent))?;
+        }
+        fs::rename(&path, &to).map_err(Error::io(&path))?;
+        highest = highest.max(Some(id));
+        moved += 1;
+        if first.is_empty() {
+            first = rel;
         }
     }
     if moved > 0 {

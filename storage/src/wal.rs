@@ -90,6 +90,16 @@ fn file_name(first_seq: u64) -> String {
     format!("wal-{first_seq:020}.log")
 }
 
+/// Whether any WAL file in `dir` holds more than its header.
+pub fn holds_records(dir: &Path) -> Result<bool> {
+    for (_, path) in list(dir)? {
+        if fs::metadata(&path).map_err(Error::io(&path))?.len() > HEADER_LEN as u64 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();
     let rd = match fs::read_dir(dir) {
