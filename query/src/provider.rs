@@ -18,7 +18,6 @@ use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
-use datafusion::common::ScalarValue;
 use datafusion::common::{DFSchema, Result as DfResult};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -199,10 +198,7 @@ impl SpansTable {
 /// Trace ids a scan is limited to by a `trace_id = x` or `trace_id IN (...)` filter.
 fn trace_filter(filters: &[Expr]) -> Option<Vec<TraceId>> {
     use datafusion::logical_expr::{BinaryExpr, Operator, expr::InList};
-    let literal = |e: &Expr| match e {
-        Expr::Literal(ScalarValue::FixedSizeBinary(16, Some(b)), _) => TraceId::from_slice(b),
-        _ => None,
-    };
+    let literal = crate::prune::trace_literal;
     let is_trace_id = |e: &Expr| matches!(e, Expr::Column(c) if c.name == schema::col::TRACE_ID);
     for f in filters {
         match f {
@@ -510,10 +506,10 @@ impl SpansTable {
         let bounds = FileBounds::of(if self.use_indexes { filters } else { &[] });
         {
             for f in snap.files.iter() {
+                let all_groups = (f.rows as usize).div_ceil(datafile::ROW_GROUP_ROWS);
                 if !bounds.admit(f) {
                     // its manifest bounds exclude it: never opened
-                    let groups = (f.rows as usize).div_ceil(datafile::ROW_GROUP_ROWS);
-                    self.counters.add(0, groups);
+                    self.counters.add(0, all_groups);
                     continue;
                 }
                 let path = snap.root.join(&f.path);
@@ -522,7 +518,6 @@ impl SpansTable {
                 // rows of the traces asked for, from the sidecar's trace directory
                 let wanted = traces
                     .and_then(|t| Some(rows_of_traces(&*self.indexes.get(&snap.root, f)?, t)));
-                let all_groups = (f.rows as usize).div_ceil(datafile::ROW_GROUP_ROWS);
                 if wanted.as_ref().is_some_and(|w| w.is_empty()) {
                     self.counters.add(0, all_groups);
                     continue; // nothing of this file is wanted

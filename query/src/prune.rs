@@ -26,6 +26,14 @@ use crate::lower::{Candidates, Probe};
 /// selective searches over large stores).
 pub(crate) type TraceSet = HashSet<TraceId, foldhash::fast::RandomState>;
 
+/// A `trace_id` literal of a filter.
+pub(crate) fn trace_literal(e: &Expr) -> Option<TraceId> {
+    match e {
+        Expr::Literal(ScalarValue::FixedSizeBinary(16, Some(b)), _) => TraceId::from_slice(b),
+        _ => None,
+    }
+}
+
 /// The trace ids and start times a scan's filters allow (inclusive bounds): a file whose
 /// manifest bounds lie outside them holds no row the scan wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,12 +58,7 @@ impl FileBounds {
     }
 
     fn narrow(&mut self, e: &Expr) {
-        let trace = |e: &Expr| match e {
-            Expr::Literal(ScalarValue::FixedSizeBinary(16, Some(v)), _) => {
-                TraceId::from_slice(v).map(|t| t.as_u128())
-            }
-            _ => None,
-        };
+        let trace = |e: &Expr| trace_literal(e).map(|t| t.as_u128());
         let start = |e: &Expr| match e {
             Expr::Literal(ScalarValue::Int64(Some(v)), _) => Some(ordered(*v)),
             _ => None,
