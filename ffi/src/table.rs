@@ -115,7 +115,7 @@ pub(crate) fn documents(answer: &TracesAnswer) -> Result<(SchemaRef, RecordBatch
     for t in &answer.traces {
         for d in &t.segments {
             trace.push(t.id.as_str());
-            duration.push(t.duration.map(|ns| ns as f64 / 1e9));
+            duration.push(t.duration.map(secs));
             segment.push(d.id.as_str());
             document.push(d.document.as_str());
         }
