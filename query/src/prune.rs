@@ -131,14 +131,22 @@ impl FileBounds {
     }
 }
 
-/// Narrows inclusive bounds `b` by `op v`. Saturation at the ends keeps one value too
-/// many, never one too few: bounds only ever admit a superset.
+/// The empty bounds (`lo > hi`).
+const NOTHING: (u128, u128) = (1, 0);
+
+/// Narrows inclusive bounds `b` by `op v` (`< 0` and `> MAX` leave nothing).
 fn narrow(b: &mut (u128, u128), op: Operator, v: u128) {
     match op {
         Operator::Eq => *b = (b.0.max(v), b.1.min(v)),
-        Operator::Gt => b.0 = b.0.max(v.saturating_add(1)),
+        Operator::Gt => match v.checked_add(1) {
+            Some(n) => b.0 = b.0.max(n),
+            None => *b = NOTHING,
+        },
         Operator::GtEq => b.0 = b.0.max(v),
-        Operator::Lt => b.1 = b.1.min(v.saturating_sub(1)),
+        Operator::Lt => match v.checked_sub(1) {
+            Some(p) => b.1 = b.1.min(p),
+            None => *b = NOTHING,
+        },
         Operator::LtEq => b.1 = b.1.min(v),
         _ => {}
     }
